@@ -23,6 +23,17 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit chain.")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 
+
+def _register_subcommands() -> None:
+    from api.cli_ingest import ingest_app
+    from api.cli_jobs import jobs_app
+
+    # Commands defined there join the top level (geocredit pull, geocredit worker, …).
+    for sub in (ingest_app, jobs_app):
+        app.registered_commands.extend(sub.registered_commands)
+        app.registered_groups.extend(sub.registered_groups)
+
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 _state = {"debug": False}
@@ -112,6 +123,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         pydantic.ValidationError,
         sa.exc.OperationalError,
     )
+
+
+_register_subcommands()
 
 
 def main() -> None:
