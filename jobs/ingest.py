@@ -1,0 +1,492 @@
+"""Ingest: the platform's global Observations feed into the observation table (PLATFORM.md).
+
+A pull syncs Things, then reads the feed from the watermark — the (resultTime, @iot.id) of the
+last stored row — page by page, to its end. Each page is checked row by row (Splitter; the rules
+are in jobs/validation.py): every rejected row goes to the quarantine with its reason, good rows
+are converted to canonical units and stored with the watermark in one transaction
+(jobs/observations.py), idempotently on (datastream, phenomenonTime). Memory holds a few pages at
+most: page k is stored (in a worker thread) while page k+1 is fetched and checked. A failed pull
+leaves the watermark at the last stored page; the next pull resumes there.
+"""
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs import runs, validation
+from jobs.observations import (
+    WATERMARK_SOURCE,
+    Batch,
+    Busy,
+    Store,
+    Stored,
+    Target,
+    month_of,
+    to_datetime,
+)
+from jobs.platform import NextLinkLoop, PlatformClient, PlatformError, gc_paused, utc_text
+from jobs.things import SyncResult, sync_things
+from jobs.validation import (
+    BAD_UNIT,
+    FUTURE_TIME,
+    MALFORMED,
+    NOT_A_NUMBER,
+    UNKNOWN_DATASTREAM,
+)
+from registry import db
+from registry.settings import get_settings
+
+__all__ = ["WATERMARK_SOURCE", "PullBusy", "PullFailed", "PullResult", "pull", "pull_job"]
+
+JOB = "pull"
+PAGE_SIZE = 10_000  # $top asked of the platform (it may send fewer)
+THINGS_PAGE_SIZE = 1_000
+# Rows whose phenomenonTime is older than this before the watermark always take the merge path,
+# so that finding the latest stored time per datastream reads only recent partitions.
+NEW_PATH_DAYS = 35
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+PullBusy = Busy
+
+
+class PullFailed(RuntimeError):
+    """A pull stopped before the end of the feed; `result` says what it stored first."""
+
+    def __init__(self, message: str, result: "PullResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class PullResult:
+    pages: int = 0
+    rows: int = 0  # rows read from the feed, overlap included
+    overlap: int = 0  # rows at or below the watermark (already stored), skipped
+    stored: int = 0  # new (datastream, phenomenonTime) observations
+    revisions: int = 0  # new values for stored ones
+    duplicates: int = 0  # good rows that repeated the stored value
+    quarantined: Counter = field(default_factory=Counter)
+    watermark: tuple[datetime, int] | None = None
+    things: list[SyncResult] = field(default_factory=list)
+    complete: bool = False  # read to the end of the feed
+    error: str | None = None
+    seconds: float = 0.0
+
+    def add(self, batch: Batch, rows: int, stored: Stored) -> None:
+        """Count a stored page."""
+        self.pages += 1
+        self.rows += rows
+        self.overlap += batch.overlap
+        self.stored += stored.stored
+        self.revisions += stored.revisions
+        self.duplicates += stored.duplicates
+        self.quarantined.update(q[0] for q in batch.quarantine)
+        self.quarantined.update(q[0] for q in batch.unpaired)
+        if batch.last is not None:
+            self.watermark = (to_datetime(batch.last[0]), batch.last[1])
+
+    def counts(self) -> dict:
+        """For job_run.counts."""
+        return {
+            "pages": self.pages,
+            "rows": self.rows,
+            "overlap": self.overlap,
+            "stored": self.stored,
+            "revisions": self.revisions,
+            "duplicates": self.duplicates,
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "watermark": None
+            if self.watermark is None
+            else {"resultTime": utc_text(self.watermark[0]), "@iot.id": self.watermark[1]},
+            "things": self.things[-1].things if self.things else None,
+            "registry_writes": sum(s.written for s in self.things),
+            "things_rejected": len(self.things[-1].rejected) if self.things else 0,
+            "complete": self.complete,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        """One line for people."""
+        q = sum(self.quarantined.values())
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.quarantined.items()))
+        mark = (
+            "none"
+            if self.watermark is None
+            else f"{utc_text(self.watermark[0])} #{self.watermark[1]}"
+        )
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.rows:,} rows in {self.pages:,} pages ({rate:,.0f}/s): {self.stored:,} stored, "
+            f"{self.revisions:,} revisions, {self.duplicates:,} duplicates, {self.overlap:,} "
+            f"overlap, {q:,} quarantined{f' ({reasons})' if reasons else ''}; watermark {mark}"
+        )
+
+
+# ---------------------------------------------------------------- rows: check and convert
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A known datastream: how its rows are checked and where they go."""
+
+    target: Target
+    rule: validation.StreamRule
+    indicator: str
+    unit: str
+    divisor: float  # to canonical units (1 for a bad unit: its rows never pass `low`..`high`)
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, target: Target, indicator: str, unit: str, accumulation: str) -> "Stream":
+        rule = validation.stream_rule(indicator, unit, accumulation)
+        if rule.divisor is None:
+            return cls(target, rule, indicator, unit, 1.0, math.inf, -math.inf)
+        return cls(target, rule, indicator, unit, rule.divisor, rule.low, rule.high)
+
+
+def streams_by_ref(rows: list[tuple]) -> dict:
+    """Datastreams by platform id, as text and (where it is one) as an integer: feeds use both."""
+    out: dict = {}
+    for platform_id, ds_id, well_id, indicator, unit, accumulation in rows:
+        stream = Stream.of(Target.of(well_id, ds_id), indicator, unit, accumulation)
+        out[platform_id] = stream
+        if platform_id.isdigit() and str(int(platform_id)) == platform_id:
+            out[int(platform_id)] = stream
+    return out
+
+
+SLOT_US = 15 * 60 * 1_000_000  # an observation closes a 15-minute slot
+
+
+class _Times(dict):
+    """ISO 8601 text -> epoch µs (None when unparseable), for one page: its rows share times."""
+
+    def __missing__(self, text: str) -> int | None:
+        self[text] = value = _parse_time(text)
+        return value
+
+
+def _parse_time(text: object) -> int | None:
+    if type(text) is not str:
+        return None
+    if "/" in text:  # an interval start/end: the observation closes at its end
+        text = text.rpartition("/")[2]
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None  # a time without an offset is ambiguous
+    return (t - EPOCH) // _US
+
+
+class _Days(dict):
+    """phenomenonTime µs -> ordinal of its local day: the day of the slot's start (µs − 15 min)."""
+
+    def __init__(self, timezone: str):
+        super().__init__()
+        self.zone = ZoneInfo(timezone)
+
+    def __missing__(self, us: int) -> int:
+        self[us] = day = (EPOCH + (us - SLOT_US) * _US).astimezone(self.zone).toordinal()
+        return day
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
+
+
+def _raw(row: object) -> str:
+    try:
+        text = orjson.dumps(row).decode()
+    except TypeError:
+        text = orjson.dumps(repr(row)).decode()
+    return _clean(text).replace("\\u0000", "\\ufffd")  # nor can jsonb
+
+
+def _ref_text(ref: object) -> str | None:
+    return None if ref is None else _clean(str(ref))[:200]
+
+
+class Splitter:
+    """Checks pages of the feed against the registry's datastreams (rules: jobs/validation.py).
+
+    `latest` holds, per datastream id, a phenomenonTime (µs) at or after the latest one stored
+    (`floor` when none is known): a good row later than it cannot collide with a stored row and
+    takes the cheap "new" path. The hint only routes rows; one that is too high merely sends rows
+    through the merge.
+    """
+
+    def __init__(self, streams: dict, latest: dict[int, int], floor: int, timezone: str):
+        self.streams = streams
+        self.latest = latest
+        self.floor = floor
+        self.days = _Days(timezone)
+
+    def split(self, rows: list, position: tuple[int, int] | None) -> Batch:
+        """Check every row of a page; rows at or below `position` (already stored) are skipped."""
+        batch = Batch()
+        new, merge, dirty = batch.new.append, batch.merge.append, batch.dirty.add
+        pts: set[int] = set()
+        streams, latest, floor, days = self.streams, self.latest, self.floor, self.days
+        times = _Times()
+        if len(days) > 10_000:
+            days.clear()
+        start = position or (-(2**63), -(2**63))
+        last = start
+        max_future = validation.MAX_FUTURE_US
+        for seq, row in enumerate(rows):
+            # The fast path takes a well-formed good row; _pair and _verdict decide the rest.
+            try:
+                rt = times[row["resultTime"]]
+                pt = times[row["phenomenonTime"]]
+                oid = row["@iot.id"]
+                stream = streams[row["Datastream"]["@iot.id"]]
+                value = row["result"]
+                fast = rt is not None and pt is not None and type(oid) is int
+            except (KeyError, TypeError, IndexError):
+                fast = False
+            pair = (rt, oid) if fast else self._pair(row)
+            if pair is None:
+                self._reject(batch, MALFORMED, "resultTime or @iot.id missing or invalid", row)
+                continue
+            if pair <= start:
+                batch.overlap += 1
+                continue
+            if pair > last:
+                last = pair
+            kind = type(value) if fast else None
+            if not (
+                (kind is float or kind is int)
+                and stream.low <= (value := value / stream.divisor) <= stream.high
+                and pt - rt <= max_future
+            ):
+                good = self._verdict(row, pair, batch)
+                if good is None:
+                    continue
+                stream, pt, value = good
+            target = stream.target
+            ds_id = target.datastream_id
+            pts.add(pt)
+            if pt > latest.get(ds_id, floor):
+                latest[ds_id] = pt
+                new((target, seq, pt, value, pair[0], pair[1]))
+                dirty((ds_id, days[pt]))
+            else:
+                merge((target, seq, pt, value, pair[0], pair[1]))
+        if last != start:
+            batch.last = last
+        batch.months = {month_of(pt) for pt in pts}
+        return batch
+
+    def _pair(self, row: object) -> tuple[int, int] | None:
+        """(resultTime µs, @iot.id) of a row, None when either is missing or invalid."""
+        if not isinstance(row, dict):
+            return None
+        rt = _parse_time(row.get("resultTime"))
+        oid = row.get("@iot.id")
+        if type(oid) is str and oid.isdigit():
+            oid = int(oid)
+        return None if rt is None or type(oid) is not int else (rt, oid)
+
+    def _verdict(self, row: dict, pair: tuple[int, int], batch: Batch) -> tuple | None:
+        """Every rule, in order: (stream, phenomenon µs, canonical value), or None (quarantined)."""
+        rt = pair[0]
+        ds = row.get("Datastream")
+        ref = ds.get("@iot.id") if isinstance(ds, dict) else None
+        pt = _parse_time(row.get("phenomenonTime"))
+        if pt is None:
+            self._reject(batch, MALFORMED, "phenomenonTime missing or invalid", row, ref, pair)
+            return None
+        try:
+            stream = self.streams.get(ref)
+        except TypeError:  # an unhashable id
+            stream = None
+        if stream is None:
+            batch.unknown.add(_ref_text(ref))
+            self._reject(batch, UNKNOWN_DATASTREAM, "datastream not registered", row, ref, pair, pt)
+            return None
+        if stream.rule.divisor is None:
+            detail = f"unit {stream.unit!r} is not accepted for {stream.indicator!r}"
+            self._reject(batch, BAD_UNIT, detail, row, ref, pair, pt)
+            return None
+        result = row.get("result")
+        value = validation.as_number(result)
+        if value is None:
+            detail = f"result {result!r} is not a number"[:300]
+            self._reject(batch, NOT_A_NUMBER, detail, row, ref, pair, pt)
+            return None
+        value /= stream.divisor
+        problem = validation.check_value(stream.rule, value)
+        if problem is not None:
+            self._reject(batch, *problem, row, ref, pair, pt)
+            return None
+        if pt - rt > validation.MAX_FUTURE_US:
+            detail = f"phenomenonTime {(pt - rt) / 6e7:.1f} min after resultTime"
+            self._reject(batch, FUTURE_TIME, detail, row, ref, pair, pt)
+            return None
+        return stream, pt, value
+
+    @staticmethod
+    def _reject(batch: Batch, reason: str, detail: str, row, ref=None, pair=None, pt=None):
+        rt, oid = pair or (None, None)
+        entry = (reason, detail, _ref_text(ref), oid, to_datetime(pt), to_datetime(rt), _raw(row))
+        (batch.quarantine if pair else batch.unpaired).append(entry)
+
+
+# ---------------------------------------------------------------- the pull
+
+
+Progress = Callable[["PullResult"], None]
+
+
+async def pull(
+    url: str | None = None,
+    platform_url: str | None = None,
+    *,
+    page_size: int = PAGE_SIZE,
+    timezone: str | None = None,
+    client: PlatformClient | None = None,
+    progress: Progress | None = None,
+) -> "PullResult":
+    """Sync Things, then read the feed to its end.
+
+    Raises PullFailed (carrying what was stored before the failure), or PullBusy when another
+    pull is running.
+
+    `url` is the database (SQLAlchemy URL; default: the configured one); `platform_url` the
+    SensorThings service root (default: GEOCREDIT_PLATFORM_URL).
+    """
+    settings = get_settings()
+    url = url or db.database_url()
+    timezone = timezone or settings.timezone
+    result = PullResult()
+    started = time.perf_counter()
+    engine = db.make_async_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(
+                    PlatformClient(platform_url or settings.platform_url)
+                )
+            store = stack.enter_context(Store.open(url, timezone))
+            factory = db.session_factory(engine)
+            await _pull(store, factory, client, page_size, timezone, result, progress)
+    except (PlatformError, psycopg.Error, sa.exc.SQLAlchemyError, OSError) as exc:
+        result.error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise PullFailed(result.error, result) from exc
+    finally:
+        result.seconds = time.perf_counter() - started
+        await engine.dispose()
+    return result
+
+
+async def _pull(
+    store: Store,
+    factory: async_sessionmaker[AsyncSession],
+    client: PlatformClient,
+    page_size: int,
+    timezone: str,
+    result: "PullResult",
+    progress: Progress | None,
+) -> None:
+    result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
+    mark = await asyncio.to_thread(store.watermark)
+    result.watermark = mark
+    position = None if mark is None else ((mark[0] - EPOCH) // _US, mark[1])
+    since = min(mark[0] if mark else datetime.now(UTC), datetime.now(UTC))
+    since -= timedelta(days=NEW_PATH_DAYS)
+    splitter = Splitter(
+        streams_by_ref(await asyncio.to_thread(store.datastreams)),
+        await asyncio.to_thread(store.latest_stored, since),
+        (since - EPOCH) // _US,
+        timezone,
+    )
+    resynced = False
+    storing: asyncio.Task | None = None
+
+    async def store_page(batch: Batch, rows: int) -> tuple[Batch, int, Stored]:
+        return batch, rows, await asyncio.to_thread(store.store, batch)
+
+    async def finish_storing() -> None:
+        nonlocal storing
+        if storing is not None:
+            task, storing = storing, None
+            result.add(*await task)
+            if progress is not None:
+                progress(result)
+
+    feed = client.walk(client.observations_url(None if mark is None else mark[0], page_size))
+    try:
+        async with contextlib.aclosing(feed):
+            async for page in feed:
+                with gc_paused():
+                    batch = splitter.split(page.rows, position)
+                if batch.unknown and not resynced:
+                    # A well added since the last sync: sync Things once more, then decide.
+                    resynced = True
+                    await finish_storing()
+                    result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
+                    splitter.streams = streams_by_ref(await asyncio.to_thread(store.datastreams))
+                    with gc_paused():
+                        batch = splitter.split(page.rows, position)
+                # Store this page while the next one is fetched and checked.
+                await finish_storing()
+                storing = asyncio.ensure_future(store_page(batch, len(page.rows)))
+                await asyncio.sleep(0)  # let it start: the next page may be ready already
+                position = batch.last or position
+                if page.loop:
+                    await finish_storing()
+                    raise NextLinkLoop(page.loop)
+            await finish_storing()
+    finally:
+        if storing is not None:  # a failure elsewhere: let the page in flight finish or fail
+            with contextlib.suppress(Exception):
+                await finish_storing()
+    result.complete = True
+
+
+async def pull_job(
+    window_key: str,
+    url: str | None = None,
+    platform_url: str | None = None,
+    **kw,
+) -> "PullResult":
+    """A pull recorded in job_run as (JOB, window_key).
+
+    Raises PullBusy when that window already has a run or another pull is running, and PullFailed
+    after recording the failure.
+    """
+    url = url or db.database_url()
+    engine = db.make_async_engine(url, pool_size=1, max_overflow=0)
+    factory = db.session_factory(engine)
+    try:
+        run_id = await runs.start_run(factory, JOB, window_key)
+        if run_id is None:
+            raise PullBusy(f"{JOB} {window_key} has run already")
+        try:
+            result = await pull(url, platform_url, **kw)
+        except PullFailed as exc:
+            await runs.finish_run(factory, run_id, exc.result.counts(), error=str(exc))
+            raise
+        except BaseException as exc:
+            await runs.finish_run(factory, run_id, {}, error=f"{type(exc).__name__}: {exc}")
+            raise
+        await runs.finish_run(factory, run_id, result.counts())
+        return result
+    finally:
+        await engine.dispose()

@@ -1,0 +1,82 @@
+"""Which monitoring rows are good: accepted units and plausibility limits, in one place.
+
+These rules are agreed with the platform stand-in's `/truth` endpoint (monitorsim): change them
+only together with it. Values are checked after conversion to canonical units.
+"""
+
+import math
+from dataclasses import dataclass
+
+# Quarantine reasons.
+MALFORMED = "malformed"  # missing or unparseable times or ids, not an object
+UNKNOWN_DATASTREAM = "unknown_datastream"
+BAD_UNIT = "bad_unit"
+NOT_A_NUMBER = "not_a_number"
+NEGATIVE_VALUE = "negative_value"
+OUT_OF_RANGE = "out_of_range"
+FUTURE_TIME = "future_time"
+
+# indicator -> {unit symbol: factor to the canonical unit}
+UNITS: dict[str, dict[str, float]] = {
+    "extraction_volume": {"m3": 1.0, "L": 1000.0},  # divide by the factor: L -> m³
+    "reinjection_volume": {"m3": 1.0, "L": 1000.0},
+    "water_level": {"m": 1.0},  # depth to water; negative = artesian, allowed
+    "water_temperature": {"degC": 1.0},
+    "water_quality_tds": {"mg/L": 1.0},
+    "water_quality_ph": {"pH": 1.0},
+}
+VOLUMES = ("extraction_volume", "reinjection_volume")
+
+MAX_INTERVAL_VOLUME_M3 = 10_000.0  # per observation
+MAX_METER_READING_M3 = 1e10
+# indicator -> inclusive [low, high] in canonical units (volumes: negatives are checked apart)
+RANGES: dict[str, tuple[float, float]] = {
+    "water_temperature": (-5.0, 150.0),
+    "water_quality_ph": (0.0, 14.0),
+    "water_quality_tds": (0.0, 100_000.0),
+    "water_level": (-100.0, 2_000.0),
+}
+MAX_FUTURE_US = 15 * 60 * 1_000_000  # phenomenonTime may lead its resultTime by this much
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRule:
+    """How to check and convert one datastream's values (None divisor: bad unit)."""
+
+    divisor: float | None
+    volume: bool
+    low: float
+    high: float
+
+
+def stream_rule(indicator: str, unit: str, accumulation: str) -> StreamRule:
+    divisor = UNITS.get(indicator, {}).get(unit)
+    if indicator in VOLUMES:
+        high = MAX_METER_READING_M3 if accumulation == "cumulative" else MAX_INTERVAL_VOLUME_M3
+        return StreamRule(divisor, True, 0.0, high)
+    low, high = RANGES.get(indicator, (-math.inf, math.inf))
+    return StreamRule(divisor, False, low, high)
+
+
+def as_number(result: object) -> float | None:
+    """The result as a finite float, or None (null, NaN, infinite, non-numeric, boolean)."""
+    if type(result) is float:
+        return result if math.isfinite(result) else None
+    if type(result) is int:
+        return float(result)
+    if type(result) is str:
+        try:
+            number = float(result)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def check_value(rule: StreamRule, value: float) -> tuple[str, str] | None:
+    """(reason, detail) when a canonical value is implausible, else None."""
+    if rule.volume and value < 0:
+        return NEGATIVE_VALUE, f"negative volume {value!r} m3"
+    if not rule.low <= value <= rule.high:
+        return OUT_OF_RANGE, f"{value!r} outside [{rule.low!r}, {rule.high!r}]"
+    return None

@@ -1,0 +1,179 @@
+"""The row rules of the ingest (agreed with monitorsim's /truth), on single rows, no database."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs import validation
+from jobs.ingest import Splitter, streams_by_ref
+from tests.jobs.ingest_fake import obs
+
+T = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
+STREAMS = [
+    # platform id, id, well id, indicator, unit, accumulation
+    ("1", 1, 10, "extraction_volume", "m3", "interval"),
+    ("2", 2, 10, "reinjection_volume", "L", "interval"),
+    ("3", 3, 10, "extraction_volume", "m3", "cumulative"),
+    ("4", 4, 10, "water_level", "m", "interval"),
+    ("5", 5, 10, "water_temperature", "degC", "interval"),
+    ("6", 6, 10, "water_quality_tds", "mg/L", "interval"),
+    ("7", 7, 10, "water_quality_ph", "pH", "interval"),
+    ("8", 8, 10, "water_temperature", "K", "interval"),
+    ("9", 9, 10, "extraction_volume", "gal", "interval"),
+]
+
+
+def split(rows, position=None):
+    splitter = Splitter(streams_by_ref(STREAMS), {}, 0, "Asia/Shanghai")
+    return splitter.split(rows, position)
+
+
+def verdict(ds, result, pt=T, rt=None):
+    """(reason or None, canonical value or None) of one row."""
+    batch = split([obs(1, ds, pt, result, rt)])
+    if batch.quarantine:
+        return batch.quarantine[0][0], None
+    (row,) = batch.new + batch.merge
+    return None, row[3]
+
+
+@pytest.mark.parametrize(
+    "ds, result, expected",
+    [
+        (1, 12.5, (None, 12.5)),
+        (1, 0, (None, 0.0)),
+        (1, 10_000, (None, 10_000.0)),
+        (1, 10_000.001, ("out_of_range", None)),
+        (1, -0.5, ("negative_value", None)),
+        (2, 2500.0, (None, 2.5)),  # litres -> m³
+        (2, 10_000_000.0, (None, 10_000.0)),
+        (2, 10_000_001.0, ("out_of_range", None)),
+        (2, -1.0, ("negative_value", None)),
+        (3, 987_654.321, (None, 987_654.321)),  # a meter reading is stored as read
+        (3, 1e10, (None, 1e10)),
+        (3, 1.5e10, ("out_of_range", None)),
+        (3, -3.0, ("negative_value", None)),
+        (4, -1.8, (None, -1.8)),  # artesian: water above ground
+        (4, -100.0, (None, -100.0)),
+        (4, -100.5, ("out_of_range", None)),
+        (4, 2000.0, (None, 2000.0)),
+        (4, 5000.0, ("out_of_range", None)),
+        (5, -5.0, (None, -5.0)),
+        (5, -5.1, ("out_of_range", None)),
+        (5, 150.0, (None, 150.0)),
+        (5, 999.9, ("out_of_range", None)),
+        (6, 0.0, (None, 0.0)),
+        (6, 100_000.0, (None, 100_000.0)),
+        (6, 250_000.0, ("out_of_range", None)),
+        (6, -1.0, ("out_of_range", None)),
+        (7, 7.2, (None, 7.2)),
+        (7, 14.0, (None, 14.0)),
+        (7, 15.5, ("out_of_range", None)),
+        (7, -0.1, ("out_of_range", None)),
+        (1, None, ("not_a_number", None)),
+        (1, "NaN", ("not_a_number", None)),
+        (1, "n/a", ("not_a_number", None)),
+        (1, float("nan"), ("not_a_number", None)),
+        (1, float("inf"), ("not_a_number", None)),
+        (1, True, ("not_a_number", None)),
+        (1, [1.0], ("not_a_number", None)),
+        (1, "12.5", (None, 12.5)),  # a number sent as text is still a number
+        (8, 20.0, ("bad_unit", None)),
+        (9, 20.0, ("bad_unit", None)),
+        (404, 1.0, ("unknown_datastream", None)),
+        ("1", 3.0, (None, 3.0)),  # ids as text or integer
+    ],
+)
+def test_values(ds, result, expected):
+    assert verdict(ds, result) == expected
+
+
+def test_a_missing_result_is_not_a_number():
+    row = obs(1, 1, T, 1.0)
+    del row["result"]
+    assert split([row]).quarantine[0][0] == "not_a_number"
+
+
+def test_future_time_is_more_than_15_minutes_after_result_time():
+    fifteen = timedelta(minutes=15)
+    assert verdict(1, 1.0, pt=T + fifteen, rt=T) == (None, 1.0)  # clock skew: still good
+    assert verdict(1, 1.0, pt=T + fifteen + timedelta(seconds=1), rt=T)[0] == "future_time"
+    assert verdict(1, 1.0, pt=T - timedelta(days=3), rt=T) == (None, 1.0)  # days late: good
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"resultTime": "yesterday"},
+        {"resultTime": None},
+        {"@iot.id": None},
+        {"@iot.id": "x1"},
+        {"@iot.id": True},
+    ],
+)
+def test_rows_without_a_valid_result_time_and_id_are_malformed(change):
+    batch = split([obs(1, 1, T, 1.0) | change])
+    assert [q[0] for q in batch.unpaired] == ["malformed"]
+    assert batch.last is None and not batch.quarantine
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"phenomenonTime": "2026-12-01T12:00:00"}, {"phenomenonTime": 5}, {"Datastream": None}],
+)
+def test_rows_with_a_valid_pair_but_broken_fields_are_quarantined_and_advance(change):
+    batch = split([obs(7, 1, T, 1.0) | change])
+    (entry,) = batch.quarantine
+    assert entry[0] in ("malformed", "unknown_datastream") and entry[3] == 7
+    assert batch.last is not None  # quarantined rows are stored rows: the watermark passes them
+
+
+def test_not_an_object_is_malformed():
+    batch = split(["oops", 5, None])
+    assert [q[0] for q in batch.unpaired] == ["malformed"] * 3
+
+
+def test_the_quarantine_keeps_the_raw_row_and_its_platform_ids():
+    row = obs(42, 1, T, -7.0)
+    (entry,) = split([row]).quarantine
+    reason, detail, ds, oid, pt, rt, raw = entry
+    assert (reason, ds, oid) == ("negative_value", "1", 42)
+    assert pt == T and rt == T + timedelta(minutes=2)
+    assert '"result":-7.0' in raw and "-7.0" in detail
+
+
+def test_rows_at_or_below_the_watermark_pair_are_skipped():
+    rt = T + timedelta(minutes=2)
+    rows = [obs(i, 1, T - timedelta(minutes=15 * i), 1.0, rt) for i in (5, 6, 7)]
+    position = (int((rt - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6), 6)
+    batch = split(rows, position)
+    assert batch.overlap == 2 and len(batch.new) == 1
+    assert batch.last == (position[0], 7)
+
+
+def test_phenomenon_time_may_be_an_interval_its_end_counts():
+    row = obs(1, 1, T, 1.0)
+    row["phenomenonTime"] = "2026-12-01T11:45:00+08:00/2026-12-01T12:00:00+08:00"
+    (good,) = split([row]).new
+    assert good[2] == int((T - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)
+
+
+def test_new_and_merge_paths():
+    """A row later than anything stored for its datastream is new; the rest are merged."""
+    rows = [obs(1, 1, T, 1.0), obs(2, 1, T, 2.0), obs(3, 1, T - timedelta(hours=1), 3.0)]
+    batch = split(rows)
+    assert [r[3] for r in batch.new] == [1.0]
+    assert [r[3] for r in batch.merge] == [2.0, 3.0]
+
+
+def test_dirty_day_is_the_local_day_of_the_slot_start():
+    midnight_local = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)  # 00:00 on 2 Dec in Shanghai
+    batch = split([obs(1, 1, midnight_local, 1.0)])
+    ((ds, day),) = batch.dirty
+    assert ds == 1 and day == datetime(2026, 12, 1).toordinal()  # the 23:45–24:00 slot
+
+
+def test_thresholds_live_in_one_place():
+    assert validation.MAX_INTERVAL_VOLUME_M3 == 10_000
+    assert validation.MAX_METER_READING_M3 == 1e10
+    assert validation.MAX_FUTURE_US == 15 * 60 * 10**6
