@@ -1,5 +1,157 @@
-"""CLI commands for the scheduled work (pull, rollup, score, worker, jobs, monitorsim)."""
+"""CLI commands for the scheduled work: rollup, score, worker, jobs (logic in jobs/)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 jobs_app = typer.Typer()
+
+
+def _cli():
+    from api import cli  # imported late: api.cli imports this module
+
+    return cli
+
+
+@contextmanager
+def _progress():
+    """A progress(stage, done, total) callback drawing bars on stderr."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_cli().err,
+        transient=False,
+    ) as bars:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def _manual_run(job: str):
+    """A run of `job` started by hand: locked and recorded like a scheduled one."""
+    from jobs.runs import recorded_run
+
+    cli = _cli()
+    key = "manual:" + datetime.now(UTC).isoformat(timespec="microseconds")
+    with recorded_run(cli._engine(), job, key) as run:
+        if run is None:
+            raise cli.CliError(f"{job} is running in another process; try again when it is done")
+        yield run
+
+
+@jobs_app.command()
+def rollup(
+    everything: bool = typer.Option(
+        False, "--all", help="Recompute every day and month from the observations."
+    ),
+) -> None:
+    """Roll observations up into daily rows, outage slots and project months (incremental)."""
+    from jobs.rollup import run_rollup
+
+    cli = _cli()
+    with _manual_run("rollup") as run, _progress() as progress:
+        result = run_rollup(cli._engine(), everything=everything, progress=progress)
+        run.counts = result.counts()
+    cli.out.print(
+        f"rolled up {result.days:,} days ({result.datastream_days:,} datastream-days, "
+        f"{result.outage_days_changed:,} with new outage slots) and "
+        f"{result.project_months:,} project-months in {result.months:,} months"
+    )
+
+
+@jobs_app.command()
+def score(
+    everything: bool = typer.Option(
+        False, "--all", help="Score every company and record a snapshot for each."
+    ),
+) -> None:
+    """Score the companies whose inputs changed (or all) and record findings, snapshots, listings."""
+    from jobs.scoring_run import run_scoring
+
+    cli = _cli()
+    with _manual_run("score") as run, _progress() as progress:
+        summary = run_scoring(
+            cli._engine(), everything=everything, job_run_id=run.id, progress=progress
+        )
+        run.counts = summary.counts()
+    for error in summary.errors:
+        cli.err.print(f"[red]{error}[/red]")
+    cli.out.print(
+        f"scored {summary.scored:,} of {summary.companies:,} companies "
+        f"({summary.unchanged:,} unchanged): {summary.findings_added:,} findings added, "
+        f"{summary.findings_voided:,} voided, {summary.snapshots:,} snapshots, "
+        f"{summary.listings_opened:,} listings opened, {summary.listings_ended:,} ended"
+    )
+    if summary.errors:
+        raise cli.CliError(f"{len(summary.errors)} companies could not be scored")
+
+
+@jobs_app.command()
+def worker() -> None:
+    """Run the scheduler alone (no API) until interrupted."""
+    from jobs.scheduler import build_scheduler, start_scheduler
+    from registry.settings import get_settings
+
+    cli = _cli()
+    cli._engine()  # fail early with one line when the database is unreachable
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler = build_scheduler(get_settings())
+    start_scheduler(scheduler)
+    cli.err.print(f"worker running {len(scheduler.get_jobs())} jobs; Ctrl-C to stop")
+    stop.wait()
+    cli.err.print("stopping: waiting for running jobs")
+    scheduler.shutdown(wait=True)
+
+
+@jobs_app.command("jobs")
+def recent_jobs(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs to show."),
+    job: str | None = typer.Option(None, "--job", help="Only this job."),
+) -> None:
+    """The most recent job runs."""
+    import sqlalchemy as sa
+
+    cli = _cli()
+    with cli._engine().connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                """
+                SELECT id, job, window_key, status, started_at, finished_at, counts, error
+                FROM job_run WHERE CAST(:job AS text) IS NULL OR job = :job
+                ORDER BY started_at DESC, id DESC LIMIT :limit
+                """
+            ),
+            {"job": job, "limit": limit},
+        ).all()
+    table = Table("id", "job", "window", "status", "started", "took", "counts / error")
+    for r in rows:
+        took = f"{(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
+        detail = r.error or ", ".join(f"{k}={v}" for k, v in (r.counts or {}).items())
+        status = {"FAILED": "[red]FAILED[/red]", "RUNNING": "[yellow]RUNNING[/yellow]"}.get(
+            r.status, r.status
+        )
+        table.add_row(
+            str(r.id), r.job, r.window_key, status,
+            r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), took, detail[:120],
+        )  # fmt: skip
+    cli.out.print(table if rows else "no job runs yet")

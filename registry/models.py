@@ -354,6 +354,8 @@ class ScoreSnapshot(SQLModel, table=True):
     """A company's score as computed at `computed_at`; enough to recompute and explain it."""
 
     __tablename__ = "score_snapshot"
+    # The latest snapshot per company is read on every eligibility request.
+    __table_args__ = (sa.Index("ix_score_snapshot_latest", "company_id", "computed_at", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     company_id: int = _fk("company.id")
     computed_at: datetime = _ts()
@@ -544,3 +546,101 @@ APPEND_ONLY_TABLES = (
 )
 """Credit-file tables: append-only and audited. observation, quarantine and audit_log are
 append-only too but not audited row by row (volume; the chain itself)."""
+
+
+# ---------------------------------------------------------------- derived metrics (rollup, scoring run)
+# Owned by jobs/rollup.py and registry/scoring_run.py. Everything here is recomputable from the
+# observations and the registry (`geocredit rollup --all`, `geocredit score --all`): mutable,
+# neither append-only nor audited. A slot mask is a bit string with one bit per 15-minute slot of
+# a local day, leftmost bit = the slot starting at local midnight.
+
+_SLOTS = sa.dialects.postgresql.BIT(varying=True)
+
+
+class DailyCoverage(SQLModel, table=True):
+    """Which slots of a local day a datastream sent data for; kept beside its daily_rollup row."""
+
+    __tablename__ = "daily_coverage"
+    datastream_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True, index=True)  # outage slots are judged day by day
+    slots: str = Field(sa_type=_SLOTS)
+    completeness: float | None = None  # received / non-outage slots of the day; None: all outage
+    computed_at: datetime = _created()
+
+
+class OutageDay(SQLModel, table=True):
+    """Outage slots of a local day (DOMAIN.md, Outage): a set bit is a slot in which at least
+    `outage_share` of the operating water-taking projects sent no volume data."""
+
+    __tablename__ = "outage_day"
+    day: date = Field(primary_key=True)
+    projects: int  # operating water-taking projects the day was judged against
+    slots: str = Field(sa_type=_SLOTS)
+    outage_slots: int
+    computed_at: datetime = _created()
+
+
+class ProjectMonthMetric(SQLModel, table=True):
+    """One project in one local month: the numbers of scoring.model.ProjectMonth, over the month's
+    evaluated part (scoring.periods.month_scope), from applies_from to the watermark's month."""
+
+    __tablename__ = "project_month_metric"
+    project_id: int = Field(primary_key=True)
+    month: date = Field(primary_key=True)  # first day of the local month
+    operating: bool
+    evaluated: bool
+    final: bool
+    scope_start: datetime = _ts()
+    scope_end: datetime = _ts()
+    expected_slots: int = 0  # non-outage slots in the evaluated part
+    outage_slots: int = 0  # outage slots in the evaluated part
+    extraction_completeness: float | None = None
+    reinjection_completeness: float | None = None
+    level_completeness: float | None = None
+    temperature_completeness: float | None = None
+    quality_completeness: float | None = None
+    # [{aquifer, extraction_m3, reinjection_m3, reinjection_tds_mean, reinjection_ph_mean}]
+    layers: list = _json(default_factory=list)
+    max_daily_extraction_m3: float | None = None
+    days_over_daily_limit: int = 0
+    extraction_m3: float = 0.0  # every day of the month, for the year-to-date sum
+    ytd_extraction_m3: float | None = None
+    season: int | None = None  # heating season (start year) of the month's heating days
+    season_level_sum: float = 0.0  # Σ depth to water over the month's heating days …
+    season_level_n: int = 0  # … and how many readings
+    watermark: datetime | None = _ts(default=None)
+    computed_at: datetime = _created()
+
+
+class DirtyMonth(SQLModel, table=True):
+    """A project month whose days changed since it was last recomputed (project 0: every project
+    of the month, after its outage slots changed)."""
+
+    __tablename__ = "dirty_month"
+    month: date = Field(primary_key=True)
+    project_id: int = Field(primary_key=True)
+
+
+class RollupState(SQLModel, table=True):
+    """Where the last rollup left off (one row): the watermark its month metrics used and the
+    newest registry rows it had seen, so a change of either recomputes what it affects."""
+
+    __tablename__ = "rollup_state"
+    id: int = Field(default=1, primary_key=True)
+    watermark: datetime | None = _ts(default=None)
+    project_version_id: int = 0
+    well_version_id: int = 0
+    permit_id: int = 0
+    datastream_changed_at: datetime | None = _ts(default=None)
+    updated_at: datetime = _created()
+
+
+class ScoreState(SQLModel, table=True):
+    """What each company was last scored with, whether or not that run wrote a snapshot."""
+
+    __tablename__ = "score_state"
+    company_id: int = Field(primary_key=True)
+    inputs_digest: str
+    rulebook_version: str
+    window_start: date
+    scored_at: datetime = _ts()

@@ -21,9 +21,6 @@ def most_serious_first(f: Finding) -> tuple[int, float, str]:
     return _SEVERITY_RANK[f.severity], -f.deduction, f.key
 
 
-_most_serious_first = most_serious_first  # the old private name, still imported by registry
-
-
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 

@@ -188,9 +188,6 @@ def derivable(lf: ListedFinding, metrics_from: date) -> bool:
     return lf.window_start >= metrics_from
 
 
-_covered = derivable  # the old private name, still imported by registry/scoring_run.py
-
-
 # -------------------------------------------------------------------------------- score
 
 

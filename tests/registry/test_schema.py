@@ -1,5 +1,7 @@
 """The schema on a real PostgreSQL: migrations, drift, append-only guards, the audit chain."""
 
+import itertools
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -36,12 +38,15 @@ def test_a_migration_keeps_stored_rows(empty_db_url):
     eng.dispose()
 
 
+_codes = itertools.count()
+
+
 @pytest.fixture
 def company_id(engine):
     with engine.begin() as conn:
         return conn.execute(
             sa.text("INSERT INTO company (credit_code) VALUES (:c) RETURNING id"),
-            {"c": f"T{id(conn) % 10**17:017d}"},
+            {"c": f"T{next(_codes):017d}"},
         ).scalar_one()
 
 
