@@ -27,9 +27,10 @@ app.add_typer(audit_app, name="audit")
 def _register_subcommands() -> None:
     from api.cli_ingest import ingest_app
     from api.cli_jobs import jobs_app
+    from api.cli_service import service_app
 
     # Commands defined there join the top level (geocredit pull, geocredit worker, …).
-    for sub in (ingest_app, jobs_app):
+    for sub in (ingest_app, jobs_app, service_app):
         app.registered_commands.extend(sub.registered_commands)
         app.registered_groups.extend(sub.registered_groups)
 

@@ -77,7 +77,8 @@ def test_unreachable_database_is_one_line_within_five_seconds():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
-    assert elapsed < 5 + 3  # the 5 s connect timeout plus interpreter start-up
+    # The 3 s connect timeout plus start-up (imports take ~1.5 s idle, more on a loaded machine).
+    assert elapsed < 5 + 2
 
 
 def test_refused_connection_is_immediate_and_readable():

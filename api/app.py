@@ -1,0 +1,164 @@
+"""The Litestar application: GraphQL at /graphql (GraphiQL for humans), /healthz, /readyz,
+/metrics. `create_api_app` / `create_serve_app` are the ASGI server's factory targets."""
+
+import json
+import os
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
+from strawberry.litestar import make_graphql_controller
+
+from api.context import Services, graphql_context
+from api.errors import ApiError, Unauthenticated
+from api.observability import Metrics, configure_logging, log, request_id_middleware
+from api.rest import ROUTES
+from api.schema import build_schema
+from api.schema.extensions import apply_error_policy
+from registry import db, migrate
+from registry.settings import Settings, get_settings
+from scoring.rulebook import load_rulebook
+
+MAX_BODY_BYTES = 512 * 1024
+"""A 1,000-code `eligibilities` request is about 70 kB."""
+
+
+def _graphql_error(message: str, code: str, status: int, headers: dict | None = None) -> Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(body, status_code=status, headers=headers)
+
+
+def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
+    return _graphql_error(str(exc), exc.code, 401, {"WWW-Authenticate": 'Bearer realm="geocredit"'})
+
+
+def _too_large(request: Request, exc: HTTPException) -> Response:
+    return _graphql_error(
+        f"request body over {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE", exc.status_code
+    )
+
+
+def _log_unhandled(exc: Exception, scope: Any) -> None:
+    if not isinstance(exc, HTTPException | ApiError):
+        log.error("unhandled exception", path=scope.get("path"), exc_info=exc)
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="geocredit",
+        version=version("geocredit"),
+        description="Operational routes of the geothermal reinjection credit registry. "
+        "Approval systems use GraphQL at /graphql (schema: graphql/schema.graphql).",
+        path="/schema",
+    )
+
+
+def graphql_controller(production: bool) -> type:
+    """strawberry's Litestar controller at /graphql, with our JSON codec and error policy."""
+    base = make_graphql_controller(
+        build_schema(),
+        path="/graphql",
+        context_getter=graphql_context,
+        graphql_ide="graphiql",
+        subscription_protocols=(),  # no subscriptions
+    )
+
+    class GraphQLController(base):
+        include_in_schema = False  # its contract is the SDL, not OpenAPI
+        # strawberry makes the empty sub-response in a worker thread: a thread hop per request.
+        dependencies: ClassVar = {
+            **base.dependencies,
+            "response": Provide(lambda: Response({}), sync_to_thread=False),
+        }
+
+        def encode_json(self, data: object) -> bytes:
+            return msgspec.json.encode(data)  # several times faster than json.dumps
+
+        def decode_json(self, data: str | bytes) -> object:
+            try:
+                return msgspec.json.decode(data)
+            except msgspec.DecodeError as e:  # strawberry answers 400 to this one
+                raise json.JSONDecodeError(str(e), "", 0) from None
+
+        async def process_result(self, request: Request, result: Any) -> Any:
+            if result.errors:
+                result.errors = apply_error_policy(
+                    result.errors,
+                    production=production,
+                    request_id=request.scope["state"].get("request_id", "-"),
+                )
+            return await super().process_result(request, result)
+
+    return GraphQLController
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    with_scheduler: bool = False,
+    extra_routes: Sequence[ControllerRouterHandler] = (),
+    log_level: str | None = None,
+) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging(log_level or os.environ.get("GEOCREDIT_LOG_LEVEL", "INFO"))
+    url = database_url or db.database_url(settings)
+    production = settings.env == "production"
+    services = Services(
+        engine=db.make_async_engine(url),
+        rulebook=load_rulebook(),
+        metrics=Metrics(),
+        production=production,
+        database_url=url,
+    )
+    graphql = graphql_controller(production)
+
+    scheduler: list[Any] = []
+
+    async def start_scheduler() -> None:
+        from jobs.scheduler import build_scheduler, start_scheduler
+
+        scheduler.append(build_scheduler(settings))
+        start_scheduler(scheduler[0])
+
+    async def stop() -> None:
+        for s in scheduler:
+            s.shutdown(wait=False)
+        await services.engine.dispose()
+
+    return Litestar(
+        route_handlers=[graphql, *ROUTES, *extra_routes],
+        middleware=[request_id_middleware],
+        exception_handlers={Unauthenticated: _unauthenticated, 413: _too_large},
+        after_exception=[_log_unhandled],
+        request_max_body_size=MAX_BODY_BYTES,
+        on_startup=[start_scheduler] if with_scheduler else [],
+        on_shutdown=[stop],
+        state=State(
+            {
+                "services": services,
+                "metrics": services.metrics,
+                "head_revision": migrate.head_revision(url),
+            }
+        ),
+        openapi_config=openapi_config(),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def create_api_app() -> Litestar:
+    """The API alone (`geocredit api`)."""
+    return create_app()
+
+
+def create_serve_app() -> Litestar:
+    """API and scheduler in one process (`geocredit serve`)."""
+    return create_app(with_scheduler=True)

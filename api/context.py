@@ -1,0 +1,112 @@
+"""What a request runs with: the process-wide services, and per request the caller, the clock and
+fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from strawberry.dataloader import DataLoader
+from strawberry.litestar import BaseContext
+
+from api.errors import Unauthenticated
+from api.observability import Metrics
+from registry import auth
+from registry.db import session_factory
+from registry.standing import FiledStanding, load_standings
+from scoring.rulebook import Rulebook
+
+
+class TokenCache:
+    """Token hash → client for a few seconds, so a request does not pay a query to authenticate.
+    A revoked token stops working within `ttl` seconds."""
+
+    def __init__(self, ttl: float = 10.0, size: int = 1024) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[str, tuple[float, auth.Client]] = {}
+
+    def get(self, digest: str) -> auth.Client | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, digest: str, client: auth.Client) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[digest] = (time.monotonic() + self.ttl, client)
+
+
+@dataclass
+class Services:
+    """Process-wide: built once by the app factory."""
+
+    engine: AsyncEngine
+    rulebook: Rulebook
+    metrics: Metrics
+    production: bool
+    database_url: str
+    tokens: TokenCache = field(default_factory=TokenCache)
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    reads: AsyncEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = session_factory(self.engine)
+        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
+        self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def authenticate(self, authorization: str | None) -> auth.Client:
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("send an API token: Authorization: Bearer <token>")
+        digest = auth.token_hash(token)
+        client = self.tokens.get(digest)
+        if client is None:
+            async with self.reads.connect() as conn:
+                client = await auth.client_for_token(conn, token)
+            if client is None:
+                raise Unauthenticated("unknown or revoked API token")
+            self.tokens.put(digest, client)
+        return client
+
+
+class Context(BaseContext, kw_only=True):
+    """The strawberry context of one request."""
+
+    services: Services
+    client: auth.Client | None
+    request_id: str
+    now: datetime
+    standings: DataLoader[str, FiledStanding | None]
+    extra: dict[str, Any]  # per-request room for loaders of other schema modules
+
+
+def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
+    async def load(codes: list[str]) -> list[FiledStanding | None]:
+        async with services.reads.connect() as conn:
+            found = await load_standings(conn, codes, now)
+        return [found[c] for c in codes]
+
+    return DataLoader(load_fn=load)
+
+
+async def graphql_context(request: Request) -> Context:
+    """Litestar dependency: authenticate (401 before GraphQL runs) and build the context.
+    A plain GET without a query opens GraphiQL and needs no token."""
+    services: Services = request.app.state.services
+    client = None
+    if request.method != "GET" or "query" in request.query_params:
+        client = await services.authenticate(request.headers.get("authorization"))
+    now = datetime.now(UTC)
+    return Context(
+        services=services,
+        client=client,
+        request_id=request.scope["state"].get("request_id", "-"),
+        now=now,
+        standings=standings_loader(services, now),
+        extra={},
+    )

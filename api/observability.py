@@ -1,0 +1,162 @@
+"""Logs (structlog, JSON, one line per event, with the request id) and Prometheus metrics."""
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REQUEST_ID_HEADER = "x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+log = structlog.get_logger("geocredit.api")
+
+# Tracebacks as JSON, without local variables: they could hold tokens or personal data.
+_tracebacks = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for our logs and for the libraries' stdlib logging."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            _tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _tracebacks,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "geocredit_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "geocredit_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route"],
+            registry=r,
+        )
+        self.graphql_operations = Counter(
+            "geocredit_graphql_operations",
+            "GraphQL operations by root fields and outcome (ok, error).",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.graphql_latency = Histogram(
+            "geocredit_graphql_operation_duration_seconds",
+            "GraphQL operation latency by root fields.",
+            ["operation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.decisions = Counter(
+            "geocredit_decisions",
+            "Decisions answered, by outcome, application kind and source (eligibility, screening).",
+            ["decision", "kind", "source"],
+            registry=r,
+        )
+        self.ingest_lag = Gauge(
+            "geocredit_ingest_lag_seconds",
+            "Age of the newest monitoring data stored (now − watermark resultTime), per feed.",
+            ["source"],
+            registry=r,
+        )
+        self.ingest_watermark = Gauge(
+            "geocredit_ingest_watermark_timestamp_seconds",
+            "The ingest watermark's resultTime, per feed.",
+            ["source"],
+            registry=r,
+        )
+        self.job_last_success = Gauge(
+            "geocredit_job_last_success_timestamp_seconds",
+            "When each job last finished successfully.",
+            ["job"],
+            registry=r,
+        )
+        self.job_last_failure = Gauge(
+            "geocredit_job_last_failure_timestamp_seconds",
+            "When each job last failed.",
+            ["job"],
+            registry=r,
+        )
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Give every HTTP request an id (the caller's X-Request-Id when sane), bind it to the logs,
+    return it in X-Request-Id with the time the app took (Server-Timing), and count the request
+    per route."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode(
+            "latin-1"
+        )
+        request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                    (b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()),
+                ]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            metrics: Metrics | None = scope["litestar_app"].state.get("metrics")
+            if metrics is not None:
+                route = scope.get("path_template") or "unmatched"
+                method = scope["method"]
+                metrics.http_requests.labels(method, route, str(status)).inc()
+                metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
+
+    return middleware

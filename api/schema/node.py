@@ -1,0 +1,21 @@
+"""The Relay `node` field: any object with a global id, re-fetched by it. Each Node type's
+`resolve_nodes` applies its own visibility (e.g. an approval system sees only its decisions).
+
+A resolver of our own rather than `relay.node()`, which cannot be put in two schemas."""
+
+import strawberry
+from strawberry import relay
+
+from api.errors import INVALID_ID, ApiError
+from api.schema.base import DECISION_READERS, Info, root_field
+
+
+@strawberry.type
+class Query:
+    @root_field(*DECISION_READERS, description="Fetch an object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
+        try:
+            global_id = relay.GlobalID.from_id(id)
+            return await global_id.resolve_node(info, required=False)
+        except ValueError:  # not base64 of Type:id, an unknown type, a non-numeric id
+            raise ApiError(f"{id!r} is not a global id of this API", INVALID_ID) from None

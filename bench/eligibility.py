@@ -1,0 +1,491 @@
+"""Benchmark: the approval-system API over HTTP, against baselines measured in the same run.
+
+    .venv/bin/python bench/eligibility.py [--servers granian,uvicorn] [--seconds 10]
+        [--connections 16] [--companies 2000]
+
+On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
+<tmp>/geocredit-bench) with `--companies` credit files, for each ASGI server:
+- single `eligibility` over GraphQL vs a plain Litestar REST route doing the same lookup
+  (same auth, same query, same `decide`), `--connections` keep-alive connections: rps, p50, p99,
+  and the ratio GraphQL rps / REST rps. Goals: ratio ≥ 0.5, p99 < 50 ms.
+- `eligibilities` with 1,000 codes, one at a time: server time (Server-Timing) and latency.
+  Goal: < 100 ms server time, and ≤ 2× graphql-core's own floor: executing the same document to
+  the same result from trivial resolvers (dict lookups), timed in this process.
+Besides wall-clock figures it reports the server process's CPU time per request (from /proc),
+which other load on the machine does not distort; the floor is CPU time too.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and bench/scoring.py would shadow
+# the `scoring` package: drop the folder; the server imports this module as bench.eligibility.
+_here = Path(__file__).resolve().parent
+ROOT = _here.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from litestar import Request, get  # noqa: E402
+
+from registry.creditcode import check_char, normalize_credit_code  # noqa: E402
+from registry.standing import load_standings  # noqa: E402
+from scoring.decision import decide  # noqa: E402
+from scoring.model import ApplicationKind  # noqa: E402
+
+FIELDS = """creditCode company { id name } decision grade score
+    reasons { code message ruleId policyClause evidence }
+    conditions restrictedUntil asOf rulebookVersion"""
+SINGLE = f"""query Eligibility($creditCode: String!, $kind: ApplicationKind!) {{
+  eligibility(creditCode: $creditCode, kind: $kind) {{ {FIELDS} }} }}"""
+BATCH = f"""query Eligibilities($requests: [EligibilityRequest!]!) {{
+  eligibilities(requests: $requests) {{ {FIELDS} }} }}"""
+
+
+# ---------------------------------------------------------------- the REST baseline route
+
+
+@get("/bench/eligibility/{credit_code:str}")
+async def rest_eligibility(request: Request, credit_code: str, kind: ApplicationKind) -> dict:
+    """The same work as the GraphQL field, without GraphQL: auth, lookup, decide, JSON."""
+    services = request.app.state.services
+    await services.authenticate(request.headers.get("authorization"))
+    code = normalize_credit_code(credit_code)
+    now = datetime.now(UTC)
+    async with services.reads.connect() as conn:
+        filed = (await load_standings(conn, [code], now))[code]
+    d = decide(filed.standing if filed else None, kind, services.rulebook, now)
+    company = filed and {"id": filed.company_id, "name": filed.name}
+    return {
+        "creditCode": code,
+        "company": company,
+        "decision": d.decision,
+        "grade": d.grade,
+        "score": d.score,
+        "reasons": [r.to_json() for r in d.reasons],
+        "conditions": d.conditions,
+        "restrictedUntil": d.restricted_until,
+        "asOf": d.as_of,
+        "rulebookVersion": d.rulebook_version,
+    }
+
+
+def bench_app():
+    """The server's factory target: the product app plus the REST baseline route."""
+    from api.app import create_app
+
+    return create_app(extra_routes=[rest_eligibility], log_level="WARNING")
+
+
+# ---------------------------------------------------------------- data
+
+
+def code(n: int) -> str:
+    first17 = f"91140100MB{n:07d}"
+    return first17 + check_char(first17)
+
+
+def seed(url: str, companies: int) -> list[str]:
+    """Credit files in realistic proportions; returns every code, with ~20 % never filed."""
+    rng = random.Random(7)
+    engine = sa.create_engine(url)
+    now = datetime.now(UTC)
+    codes = [code(i) for i in range(companies)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT set_config('geocredit.actor', 'bench', true)"))
+        for c in codes[: int(companies * 0.8)]:
+            cid = conn.execute(
+                sa.text("INSERT INTO company (credit_code) VALUES (:c) RETURNING id"), {"c": c}
+            ).scalar()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO company_version (company_id, name, source) VALUES (:i, :n, 'bench')"
+                ),
+                {"i": cid, "n": f"山西地热开发有限公司{cid}"},
+            )
+            grade = rng.choices("ABCD", weights=(45, 25, 20, 10))[0]
+            finding_ids = []
+            for k in range({"A": 0, "B": 1, "C": 2, "D": 3}[grade]):
+                finding_ids.append(
+                    conn.execute(
+                        sa.text(
+                            """INSERT INTO credit_finding (company_id, key, rule_id, policy_clause,
+                            severity, deduction, window_start, window_end, final, source, message,
+                            evidence, rulebook_version) VALUES (:i, :key, 'REINJ_RATIO', '二(三)1',
+                            'MAJOR', 15, '2026-01-01', '2026-01-31', true, 'METRICS', :m,
+                            CAST(:e AS jsonb), '2026.1') RETURNING id"""
+                        ),
+                        {
+                            "i": cid,
+                            "key": f"REINJ_RATIO:{c}:{k}",
+                            "m": "项目 TY-001（太原南区）2026-01 同层回灌率 81.0%，低于 98% 的要求",
+                            "e": json.dumps({"ratio": 0.81, "extraction_m3": 120000.0}),
+                        },
+                    ).scalar()
+                )
+            stale = rng.random() < 0.1
+            conn.execute(
+                sa.text(
+                    """INSERT INTO score_snapshot (company_id, computed_at, score, grade,
+                    rulebook_version, window_start, window_end, inputs_digest, finding_ids)
+                    VALUES (:i, :t, :s, :g, '2026.1', '2024-12-01', :d, 'bench', CAST(:f AS jsonb))"""
+                ),
+                {
+                    "i": cid,
+                    "t": now - timedelta(hours=72 if stale else 2),
+                    "s": {"A": 95, "B": 80, "C": 70, "D": 40}[grade],
+                    "g": grade,
+                    "d": now.date(),
+                    "f": json.dumps(finding_ids),
+                },
+            )
+            if grade == "D":
+                conn.execute(
+                    sa.text(
+                        """INSERT INTO listing (company_id, started_at, min_end, max_end, critical,
+                        reason, finding_ids, recorded_by) VALUES (:i, :s, :m, :x, false, 'D',
+                        CAST(:f AS jsonb), 'bench')"""
+                    ),
+                    {
+                        "i": cid,
+                        "s": now - timedelta(days=10),
+                        "m": now + timedelta(days=170),
+                        "x": now + timedelta(days=1000),
+                        "f": json.dumps(finding_ids),
+                    },
+                )
+    engine.dispose()
+    return codes
+
+
+def database() -> str:
+    """A fresh, migrated database for this run."""
+    from registry import embedded, migrate
+
+    base = os.environ.get("GEOCREDIT_DATABASE_URL") or embedded.start(
+        Path(tempfile.gettempdir()) / "geocredit-bench"
+    )
+    url = sa.engine.make_url(base).set(drivername="postgresql+psycopg")
+    name = f"gc_bench_{os.getpid()}"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    target = url.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(target)
+    return target
+
+
+def drop(url: str) -> None:
+    u = sa.engine.make_url(url)
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_token(url: str) -> str:
+    from registry.auth import new_token, token_hash
+
+    token = new_token()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO api_client (name, role, token_hash) VALUES ('bench', 'approval_system', :h)"
+            ),
+            {"h": token_hash(token)},
+        )
+    engine.dispose()
+    return token
+
+
+# ---------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(kind: str, url: str, port: int) -> subprocess.Popen:
+    target = "bench.eligibility:bench_app"
+    if kind == "granian":
+        cmd = [
+            "granian",
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            target,
+        ]
+    else:
+        cmd = [
+            "uvicorn",
+            "--factory",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            target,
+        ]
+    bindir = Path(sys.executable).parent
+    cmd[0] = str(bindir / cmd[0])
+    env = {**os.environ, "GEOCREDIT_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    import httpx
+
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{kind} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"{kind} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children (the server's workers): a
+    measure of cost per request that other load on the machine does not distort."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# ---------------------------------------------------------------- load generator
+
+
+def http_request(method: str, path: str, token: str, body: bytes = b"") -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def exchange(reader, writer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+async def load(port: int, requests: list[bytes], connections: int, seconds: float) -> list[float]:
+    """Closed loop: each connection sends its next request as soon as the answer is in."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    errors = 0
+
+    async def connection(n: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = n
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            status, _, body = await exchange(reader, writer, requests[i % len(requests)])
+            latencies.append(time.perf_counter() - started)
+            if status != 200 or b'"errors"' in body:
+                errors += 1
+            i += connections
+        writer.close()
+
+    await asyncio.gather(*(connection(n) for n in range(connections)))
+    if errors:
+        raise SystemExit(f"{errors} failed requests")
+    return latencies
+
+
+def summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "rps": len(ordered) / seconds,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+    }
+
+
+async def single(
+    port: int, pid: int, token: str, codes: list[str], connections: int, seconds: float
+):
+    rng = random.Random(1)
+    kinds = [k.value for k in ApplicationKind]
+    picks = [(rng.choice(codes), rng.choice(kinds)) for _ in range(2000)]
+    gql = [
+        http_request(
+            "POST",
+            "/graphql",
+            token,
+            json.dumps({"query": SINGLE, "variables": {"creditCode": c, "kind": k}}).encode(),
+        )
+        for c, k in picks
+    ]
+    rest = [http_request("GET", f"/bench/eligibility/{c}?kind={k}", token) for c, k in picks]
+    await load(port, gql, connections, 2)  # warm up both paths
+    await load(port, rest, connections, 2)
+    results = {"graphql": [], "rest": []}
+    cpu = {"graphql": 0.0, "rest": 0.0}
+    for _ in range(2):  # interleaved halves, so drift hits both alike
+        for name, requests in (("rest", rest), ("graphql", gql)):
+            before = cpu_seconds(pid)
+            results[name] += await load(port, requests, connections, seconds / 2)
+            cpu[name] += cpu_seconds(pid) - before
+    out = {}
+    for name, latencies in results.items():
+        out[name] = summary(latencies, seconds)
+        out[name]["cpu_ms"] = cpu[name] / len(latencies) * 1000
+    return out
+
+
+async def batch(port: int, pid: int, token: str, codes: list[str], runs: int = 20):
+    rng = random.Random(2)
+    kinds = [k.value for k in ApplicationKind]
+    requests = [{"creditCode": rng.choice(codes), "kind": rng.choice(kinds)} for _ in range(1000)]
+    payload = json.dumps({"query": BATCH, "variables": {"requests": requests}}).encode()
+    request = http_request("POST", "/graphql", token, payload)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    server_ms, client_ms, data = [], [], None
+    cpu = 0.0
+    for i in range(runs + 3):
+        if i == 3:
+            cpu = cpu_seconds(pid)
+        started = time.perf_counter()
+        status, headers, body = await exchange(reader, writer, request)
+        elapsed = time.perf_counter() - started
+        assert status == 200 and b'"errors"' not in body, body[:300]
+        if i >= 3:  # the first runs warm the caches
+            client_ms.append(elapsed * 1000)
+            server_ms.append(float(headers["server-timing"].split("dur=")[1]))
+        data = json.loads(body)["data"]
+    cpu_ms = (cpu_seconds(pid) - cpu) / runs * 1000
+    writer.close()
+    return statistics.median(server_ms), statistics.median(client_ms), cpu_ms, data, requests
+
+
+def graphql_core_floor(data: dict, requests: list[dict], runs: int = 20) -> float:
+    """graphql-core executing the same document to the same result from trivial resolvers."""
+    import graphql
+    import msgspec
+
+    from api.contracts import sdl
+
+    schema = graphql.build_schema(sdl())
+    document = graphql.parse(BATCH)
+    variables = {"requests": requests}  # coerced like ours; the resolvers ignore them
+    times = []
+    for _ in range(runs + 3):
+        started = time.process_time()  # CPU time, like the server's figure it is set against
+        result = graphql.execute(schema, document, root_value=data, variable_values=variables)
+        msgspec.json.encode({"data": result.data})  # the server's encoder
+        times.append((time.process_time() - started) * 1000)
+        assert not result.errors, result.errors
+    return statistics.median(times[3:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default="granian")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--companies", type=int, default=2000)
+    args = parser.parse_args()
+
+    url = database()
+    try:
+        started = time.monotonic()
+        codes = seed(url, args.companies)
+        token = make_token(url)
+        print(
+            f"seeded {args.companies} companies in {time.monotonic() - started:.1f} s",
+            file=sys.stderr,
+        )
+        for kind in args.servers.split(","):
+            port = free_port()
+            proc = start_server(kind, url, port)
+            try:
+                one = asyncio.run(
+                    single(port, proc.pid, token, codes, args.connections, args.seconds)
+                )
+                server_ms, client_ms, cpu_ms, data, requests = asyncio.run(
+                    batch(port, proc.pid, token, codes)
+                )
+            finally:
+                stop_server(proc)
+            floor = graphql_core_floor(data, requests)
+            g, r = one["graphql"], one["rest"]
+            print(f"\n== {kind}, {args.connections} connections, {args.seconds:g} s per path ==")
+            print(f"{'':8} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}")
+            for name, s in (("GraphQL", g), ("REST", r)):
+                print(
+                    f"{name:8} {s['rps']:8.0f} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} "
+                    f"{s['cpu_ms']:11.2f}"
+                )
+            ratio = g["rps"] / r["rps"]
+            print(
+                f"ratio GraphQL/REST rps {ratio:.2f}, by server CPU per request "
+                f"{r['cpu_ms'] / g['cpu_ms']:.2f} (goal ≥ 0.5); GraphQL p99 "
+                f"{g['p99_ms']:.1f} ms (goal < 50)"
+            )
+            print(
+                f"eligibilities × 1000: server {server_ms:.1f} ms wall (goal < 100), "
+                f"{cpu_ms:.1f} ms CPU; client {client_ms:.1f} ms; graphql-core floor "
+                f"{floor:.1f} ms CPU → {cpu_ms / floor:.2f}× the floor (goal ≤ 2)"
+            )
+    finally:
+        drop(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""API clients and their bearer tokens. Only a token's SHA-256 is stored; the token itself is
+shown once, when it is created."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from registry.models import ApiClient, Role
+
+TOKEN_PREFIX = "gct_"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is calling: an api_client row, as the transport sees it."""
+
+    id: int
+    name: str
+    role: Role
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_client(session: AsyncSession, name: str, role: Role | str) -> tuple[Client, str]:
+    """Create a client with a new token; returns the client and the token (never stored)."""
+    role = Role(role)
+    name = name.strip()
+    if not name:
+        raise ValueError("a client needs a name")
+    token = new_token()
+    row = ApiClient(name=name, role=role.value, token_hash=token_hash(token))
+    session.add(row)
+    await session.flush()
+    return Client(row.id, row.name, role), token
+
+
+async def client_for_token(conn: AsyncSession | AsyncConnection, token: str) -> Client | None:
+    """The unrevoked client holding this token, or None."""
+    row = (
+        await conn.execute(
+            sa.select(ApiClient.id, ApiClient.name, ApiClient.role).where(
+                ApiClient.token_hash == token_hash(token), ApiClient.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return Client(row.id, row.name, Role(row.role)) if row else None
+
+
+async def revoke(session: AsyncSession, client_id: int) -> bool:
+    result = await session.execute(
+        sa.update(ApiClient)
+        .where(ApiClient.id == client_id, ApiClient.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+    )
+    return result.rowcount > 0
