@@ -110,6 +110,16 @@ async def _company_id(session: AsyncSession, credit_code: str) -> int:
     return company.id
 
 
+async def project_company_id(session: AsyncSession, project_id: int) -> int:
+    """The company a project belongs to now (its latest version's)."""
+    return await session.scalar(
+        sa.text(
+            "SELECT company_id FROM project_version WHERE project_id = :p ORDER BY id DESC LIMIT 1"
+        ),
+        {"p": project_id},
+    )
+
+
 async def record_inspection(
     session: AsyncSession, data: InspectionInput, recorded_by: str
 ) -> Inspection:
@@ -117,6 +127,12 @@ async def record_inspection(
     project_id = None
     if data.project_code:
         project_id = (await project_by_code(session, data.project_code)).id
+        if await project_company_id(session, project_id) != company_id:
+            raise RecordRejected(
+                "INVALID_INPUT",
+                f"project {data.project_code} is not a project of {data.credit_code}",
+                ("projectCode",),
+            )
     inspection = Inspection(
         company_id=company_id,
         project_id=project_id,
@@ -159,12 +175,7 @@ async def record_post_evaluation(
     session: AsyncSession, data: PostEvaluationInput, recorded_by: str
 ) -> PostEvaluation:
     project = await project_by_code(session, data.project_code)
-    company_id = await session.scalar(
-        sa.text(
-            "SELECT company_id FROM project_version WHERE project_id = :p ORDER BY id DESC LIMIT 1"
-        ),
-        {"p": project.id},
-    )
+    company_id = await project_company_id(session, project.id)
     evaluation = PostEvaluation(
         company_id=company_id,
         project_id=project.id,
