@@ -14,18 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-
-class ProjectType(StrEnum):
-    CLOSED_LOOP = "CLOSED_LOOP"
-    SHALLOW_WATER_SOURCE = "SHALLOW_WATER_SOURCE"
-    MEDIUM_DEEP = "MEDIUM_DEEP"
-    DIRECT_USE = "DIRECT_USE"
-
-
-class WellRole(StrEnum):
-    EXTRACTION = "EXTRACTION"
-    REINJECTION = "REINJECTION"
-    MONITORING = "MONITORING"
+from scoring.model import ProjectType, WellRole  # noqa: F401  (the registry's vocabulary too)
 
 
 class Indicator(StrEnum):

@@ -48,6 +48,7 @@ from registry.models import (
     ScoreSnapshot,
     ScoreState,
 )
+from registry.standing import stored_finding
 from scoring import periods
 from scoring.engine import derivable, score_company
 from scoring.model import (
@@ -466,23 +467,6 @@ _MATERIAL = ("rule_id", "policy_clause", "severity", "deduction", "project_code"
              "window_start", "window_end", "final", "source")  # fmt: skip
 
 
-def _stored_finding(row: Any) -> Finding:
-    return Finding(
-        key=row.key,
-        rule_id=row.rule_id,
-        policy_clause=row.policy_clause,
-        severity=Severity(row.severity),
-        deduction=row.deduction,
-        project_code=row.project_code,
-        window_start=row.window_start,
-        window_end=row.window_end,
-        final=row.final,
-        source=Source(row.source),
-        message=row.message,
-        evidence=row.evidence,
-    )
-
-
 def _changes(old: Finding, new: Finding) -> list[str]:
     a, b = old.content(), new.content()
     return [k for k in a if a[k] != b[k]]
@@ -510,7 +494,7 @@ def _plan(loaded: Loaded, digest: str, result: CompanyResult, active: dict, now:
         if row is None:
             plan.add.append(f)
             continue
-        old = _stored_finding(row)
+        old = stored_finding(row)
         changed = _changes(old, f)
         fresh = row.recorded_at > now - EVIDENCE_REFRESH
         if not changed or (

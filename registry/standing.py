@@ -163,8 +163,9 @@ def _standing(row: Any, reasons: Ranked) -> Standing:
     )
 
 
-def _finding(row: Any) -> tuple[int, Finding]:
-    return row.id, Finding(
+def stored_finding(row: Any, status: FindingStatus = FindingStatus.ACTIVE) -> Finding:
+    """A credit_finding row as scoring's Finding."""
+    return Finding(
         key=row.key,
         rule_id=row.rule_id,
         policy_clause=row.policy_clause,
@@ -177,5 +178,10 @@ def _finding(row: Any) -> tuple[int, Finding]:
         source=Source(row.source),
         message=row.message,
         evidence=row.evidence,
-        status=FindingStatus.UNDER_APPEAL if row.under_appeal else FindingStatus.ACTIVE,
+        status=status,
     )
+
+
+def _finding(row: Any) -> tuple[int, Finding]:
+    status = FindingStatus.UNDER_APPEAL if row.under_appeal else FindingStatus.ACTIVE
+    return row.id, stored_finding(row, status)
