@@ -160,6 +160,15 @@ async def record_rectification(
     )
     if done is not None:
         raise RecordRejected("ALREADY_RECTIFIED", f"finding {finding_id} is already rectified")
+    inspected_on = await session.scalar(
+        sa.select(Inspection.inspected_on).where(Inspection.id == finding.inspection_id)
+    )
+    if rectified_on < inspected_on:
+        raise RecordRejected(
+            "INVALID_INPUT",
+            f"rectified on {rectified_on} is before the inspection of {inspected_on}",
+            ("rectifiedOn",),
+        )
     rectification = Rectification(
         inspection_finding_id=finding_id,
         rectified_on=rectified_on,
@@ -394,6 +403,17 @@ async def place_listing(
     company_id = await _company_id(session, credit_code)
     if not reason.strip():
         raise RecordRejected("INVALID_INPUT", "a listing needs a reason", ("reason",))
+    active = await session.scalar(
+        sa.select(Listing.id).where(
+            Listing.company_id == company_id,
+            Listing.max_end > (now or datetime.now(UTC)),
+            ~sa.exists().where(ListingEnd.listing_id == Listing.id),
+        )
+    )
+    if active is not None:
+        raise RecordRejected(
+            "ALREADY_LISTED", f"{credit_code} is already listed (listing {active})"
+        )
     listing = Listing(
         company_id=company_id,
         started_at=now or datetime.now(UTC),

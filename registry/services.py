@@ -94,6 +94,8 @@ ZONE_FIELDS = (
     "in_drinking_water_source",
     "in_groundwater_restricted_zone",
 )
+# Facts only the registry's own records know: a platform update that leaves them out keeps them.
+REGISTRY_KNOWN_FIELDS = (*ZONE_FIELDS, "county")
 
 
 async def _latest(session: AsyncSession, model: type, key: str, value: int) -> Any:
@@ -152,9 +154,9 @@ async def register_project(
     current = await _latest(session, ProjectVersion, "project_id", project.id)
     attrs = data.model_dump(exclude={"code", "credit_code"}) | {"company_id": company.id}
     if current is not None:
-        for zone in ZONE_FIELDS:
-            if attrs[zone] is None:
-                attrs[zone] = getattr(current, zone)
+        for known in REGISTRY_KNOWN_FIELDS:
+            if attrs[known] is None:
+                attrs[known] = getattr(current, known)
     if _changed(current, attrs):
         session.add(ProjectVersion(project_id=project.id, source=source, **attrs))
         await session.flush()

@@ -167,3 +167,52 @@ def test_inspection_input_is_validated():
             inspector="x",
             findings=[{"severity": "FATAL", "description": "d"}],
         )
+
+
+async def test_rectification_cannot_predate_its_inspection(session_factory, company):
+    async with db.transaction(session_factory, "reviewer:li") as s:
+        inspection = await reviews.record_inspection(
+            s,
+            reviews.InspectionInput(
+                credit_code=CODE,
+                inspected_on=date(2026, 11, 20),
+                inspector="李明",
+                findings=[{"severity": "MINOR", "description": "月报迟交"}],
+            ),
+            "reviewer:li",
+        )
+        finding_id = await s.scalar(
+            sa.text("SELECT id FROM inspection_finding WHERE inspection_id = :i"),
+            {"i": inspection.id},
+        )
+    with pytest.raises(reviews.RecordRejected, match="before the inspection") as refused:
+        async with db.transaction(session_factory, "reviewer:li") as s:
+            await reviews.record_rectification(s, finding_id, date(2026, 11, 19), "", "reviewer:li")
+    assert refused.value.field == ("rectifiedOn",)
+
+
+async def test_a_listed_company_cannot_be_listed_twice(session_factory, company):
+    async with db.transaction(session_factory, "admin") as s:
+        await reviews.place_listing(
+            s,
+            CODE,
+            "伪造监测数据",
+            NOW + timedelta(days=365),
+            NOW + timedelta(days=1095),
+            True,
+            "admin",
+            now=NOW,
+        )
+    with pytest.raises(reviews.RecordRejected) as refused:
+        async with db.transaction(session_factory, "admin") as s:
+            await reviews.place_listing(
+                s,
+                CODE,
+                "again",
+                NOW + timedelta(days=365),
+                NOW + timedelta(days=1095),
+                True,
+                "admin",
+                now=NOW,
+            )
+    assert refused.value.code == "ALREADY_LISTED"

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from registry import db, services
-from registry.models import CompanyVersion, Permit, ProjectVersion, WellVersion
+from registry.models import CompanyVersion, Permit, Project, ProjectVersion, WellVersion
 
 CODE = "91350100M000100Y43"
 
@@ -119,3 +119,22 @@ async def test_unknown_project_is_a_clear_error(session_factory):
                 services.WellInput(code="W", project_code="NOPE", role="EXTRACTION", aquifer="Q"),
                 "x",
             )
+
+
+async def test_a_platform_update_keeps_the_county_the_registry_recorded(session_factory):
+    async with db.transaction(session_factory, "admin") as s:
+        await services.register_company(
+            s, services.CompanyInput(credit_code=CODE, name="晋能"), "admin"
+        )
+        await services.register_project(s, project(code="TY-7", county="小店区"), "admin")
+    async with db.transaction(session_factory, "platform") as s:
+        await services.register_project(s, project(code="TY-7", operating=False), "platform")
+    async with session_factory() as s:
+        latest = await s.scalar(
+            sa.select(ProjectVersion)
+            .join(Project, Project.id == ProjectVersion.project_id)
+            .where(Project.code == "TY-7")
+            .order_by(ProjectVersion.id.desc())
+            .limit(1)
+        )
+    assert latest.operating is False and latest.county == "小店区"
