@@ -32,7 +32,7 @@ from api.schema.base import (
 from registry import db, screening
 from registry.creditcode import InvalidCreditCode, normalize_credit_code
 from registry.models import Role
-from registry.standing import FiledStanding, companies_by_id
+from registry.standing import FiledStanding, companies_by_id, load_standings
 from scoring.decision import Decision, decide
 from scoring.model import ApplicationKind
 
@@ -242,7 +242,11 @@ class Query:
                 invalid=invalid,
             )
         ctx = info.context
-        filed = await ctx.standings.load_many(codes)
+        # One set-based read for the whole batch, without the DataLoader: its per-key futures
+        # cost more than the queries for 1,000 codes (same two queries, same `now`).
+        async with ctx.services.reads.connect() as conn:
+            found = await load_standings(conn, codes, ctx.now)
+        filed = [found[c] for c in codes]
         rulebook, now = ctx.services.rulebook, ctx.now
         decisions = [
             decide(f.standing if f else None, r.kind, rulebook, now)
