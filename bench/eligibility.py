@@ -1,6 +1,6 @@
 """Benchmark: the approval-system API over HTTP, against baselines measured in the same run.
 
-    .venv/bin/python bench/eligibility.py [--servers granian,uvicorn] [--seconds 10]
+    .venv/bin/python -m bench.eligibility [--servers granian,uvicorn] [--seconds 10]
         [--connections 16] [--companies 2000]
 
 On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
@@ -23,26 +23,18 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and bench/scoring.py would shadow
-# the `scoring` package: drop the folder; the server imports this module as bench.eligibility.
-_here = Path(__file__).resolve().parent
-ROOT = _here.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa
+from litestar import Request, get
 
-import sqlalchemy as sa  # noqa: E402
-from litestar import Request, get  # noqa: E402
-
-from registry.creditcode import check_char, normalize_credit_code  # noqa: E402
-from registry.standing import load_standings  # noqa: E402
-from scoring.decision import decide  # noqa: E402
-from scoring.model import ApplicationKind  # noqa: E402
+from bench.common import ROOT, drop_database, fresh_database
+from registry.creditcode import check_char, normalize_credit_code
+from registry.standing import load_standings
+from scoring.decision import decide
+from scoring.model import ApplicationKind
 
 FIELDS = """creditCode company { id name } decision grade score
     reasons { code message ruleId policyClause evidence }
@@ -167,33 +159,6 @@ def seed(url: str, companies: int) -> list[str]:
                 )
     engine.dispose()
     return codes
-
-
-def database() -> str:
-    """A fresh, migrated database for this run."""
-    from registry import embedded, migrate
-
-    base = os.environ.get("GEOCREDIT_DATABASE_URL") or embedded.start(
-        Path(tempfile.gettempdir()) / "geocredit-bench"
-    )
-    url = sa.engine.make_url(base).set(drivername="postgresql+psycopg")
-    name = f"gc_bench_{os.getpid()}"
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    target = url.set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(target)
-    return target
-
-
-def drop(url: str) -> None:
-    u = sa.engine.make_url(url)
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def make_token(url: str) -> str:
@@ -442,7 +407,7 @@ def main() -> None:
     parser.add_argument("--companies", type=int, default=2000)
     args = parser.parse_args()
 
-    url = database()
+    url = fresh_database("eligibility")
     try:
         started = time.monotonic()
         codes = seed(url, args.companies)
@@ -484,7 +449,7 @@ def main() -> None:
                 f"{floor:.1f} ms CPU → {cpu_ms / floor:.2f}× the floor (goal ≤ 2)"
             )
     finally:
-        drop(url)
+        drop_database(url)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: `geocredit pull` of ~1M observations end to end, against a raw COPY in the same run.
 
-    .venv/bin/python bench/ingest.py [--wells 700] [--days 5] [--page-size 10000] [--profile]
+    .venv/bin/python -m bench.ingest [--wells 700] [--days 5] [--page-size 10000] [--profile]
 
 Starts monitorsim (scenario `bench`, frozen `--now`, seed 7) on a loopback port, and pulls its
 whole feed into a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
@@ -21,54 +21,20 @@ import pstats
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-_here = Path(__file__).resolve().parent
-ROOT = _here.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]  # bench/scoring.py
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import httpx
+import psycopg
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-from jobs import ingest  # noqa: E402
-from jobs.observations import APPLICATION_NAME  # noqa: E402
-from registry import db  # noqa: E402
+from bench.common import ROOT, drop_database, fresh_database
+from jobs import ingest
+from jobs.observations import APPLICATION_NAME
+from registry import db
 
 NOW = "2026-12-31T00:00:00Z"  # after every row of the bench scenario: the whole feed is visible
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def database(tag: str) -> str:
-    """A fresh, migrated database for this run."""
-    from registry import embedded, migrate
-
-    base = os.environ.get("GEOCREDIT_DATABASE_URL") or embedded.start(
-        Path(tempfile.gettempdir()) / "geocredit-bench"
-    )
-    url = sa.engine.make_url(base).set(drivername="postgresql+psycopg")
-    name = f"gc_bench_{tag}_{os.getpid()}"
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    target = url.set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(target)
-    return target
-
-
-def drop(url: str) -> None:
-    u = sa.engine.make_url(url)
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def start_monitorsim(args) -> tuple[subprocess.Popen, str]:
@@ -120,7 +86,7 @@ async def run_pull(url: str, base: str, args, samples: list) -> tuple[ingest.Pul
 
 def raw_copy(source: str) -> tuple[int, float]:
     """COPY the stored observations (binary) into a second fresh database: rows, seconds."""
-    target = database("raw")
+    target = fresh_database("raw")
     try:
         data = io.BytesIO()
         with psycopg.connect(db.libpq_url(source)) as conn:
@@ -151,7 +117,7 @@ def raw_copy(source: str) -> tuple[int, float]:
             del view
         return rows, seconds
     finally:
-        drop(target)
+        drop_database(target)
 
 
 def main() -> None:
@@ -164,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sim, base = start_monitorsim(args)
-    url = database("ingest")
+    url = fresh_database("ingest")
     try:
         truth = httpx.get(f"{base}/truth", timeout=600).json()["totals"]
         samples: list[tuple[int, float]] = []
@@ -186,7 +152,7 @@ def main() -> None:
         sim.terminate()
         sim.wait(10)
         if not args.keep:
-            drop(url)
+            drop_database(url)
 
     rate, raw = result.rows / feed, rows / copy_seconds
     ok = (

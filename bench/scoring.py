@@ -1,6 +1,6 @@
 """Benchmark: score a province (20,000 projects × 12 months) with scoring.engine.score_company.
 
-    .venv/bin/python bench/scoring.py [--projects 20000] [--repeat 3] [--seed 7]
+    .venv/bin/python -m bench.scoring [--projects 20000] [--repeat 3] [--seed 7]
 
 Prints CPU seconds (time.process_time), projects/s, and the ratio to a baseline that only
 iterates the same inputs (every project, month and layer) in the same run. Goal: a province in
@@ -9,21 +9,14 @@ under 2 s of CPU. Also times `decide` over 1,000 standings (the eligibility batc
 
 import argparse
 import random
-import sys
 import time
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `scoring` package: drop the folder before importing it.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-
-from scoring import periods  # noqa: E402
-from scoring.decision import Standing, decide  # noqa: E402
-from scoring.engine import score_company  # noqa: E402
-from scoring.model import (  # noqa: E402
+from scoring import periods
+from scoring.decision import Standing, decide
+from scoring.engine import score_company
+from scoring.model import (
     ApplicationKind,
     CompanyInputs,
     InspectionFinding,
@@ -39,7 +32,7 @@ from scoring.model import (  # noqa: E402
     WellFacts,
     WellRole,
 )
-from scoring.rulebook import load_rulebook  # noqa: E402
+from scoring.rulebook import load_rulebook
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=TZ)

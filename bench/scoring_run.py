@@ -1,6 +1,6 @@
 """Benchmark: the per-pull rollup of the running month and the scoring run, at province scale.
 
-    .venv/bin/python bench/scoring_run.py [--projects 20000] [--days 20] [--keep]
+    .venv/bin/python -m bench.scoring_run [--projects 20000] [--days 20] [--keep]
 
 Builds a scratch database `gc_bench_scoring` on the configured server (the embedded one by
 default) with N projects (80 % water-taking with one extraction and one reinjection well, four
@@ -16,24 +16,17 @@ metrics for Nov–Dec 2025, monthly reports and some inspections. Then times:
 """
 
 import argparse
-import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-# Run as a script, this folder comes first on sys.path and bench/scoring.py would shadow the
-# `scoring` package: drop the folder before importing anything of ours.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from jobs.rollup import run_rollup  # noqa: E402
-from jobs.scoring_run import run_scoring  # noqa: E402
-from registry import db, migrate  # noqa: E402
+from jobs.rollup import run_rollup
+from jobs.scoring_run import run_scoring
+from registry import db, migrate
 
 TZ = ZoneInfo("Asia/Shanghai")
 NAME = "gc_bench_scoring"
