@@ -29,6 +29,7 @@ from registry.models import (
     RepairDecision,
 )
 from registry.services import company_by_code, project_by_code
+from scoring.model import Verdict
 
 
 class RecordRejected(Exception):
@@ -45,12 +46,6 @@ class Severity(StrEnum):
     MINOR = "MINOR"
     MAJOR = "MAJOR"
     CRITICAL = "CRITICAL"
-
-
-class Verdict(StrEnum):
-    PASS = "PASS"
-    CONDITIONAL = "CONDITIONAL"
-    FAIL = "FAIL"
 
 
 class _Input(BaseModel):
