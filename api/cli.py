@@ -106,7 +106,12 @@ def audit_verify() -> None:
     if not report.intact:
         for problem in report.problems:
             out.print(problem)
-        raise CliError(f"audit chain broken: {len(report.problems)} problem(s)")
+        shown = (
+            f" (first {len(report.problems)} shown)"
+            if report.problem_count > len(report.problems)
+            else ""
+        )
+        raise CliError(f"audit chain broken: {report.problem_count} problem(s){shown}")
     out.print(f"audit chain intact: {report.entries} entries verified")
 
 

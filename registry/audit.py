@@ -13,15 +13,22 @@ _ROW_DIGEST = "encode(sha256(convert_to(to_jsonb(t)::text, 'UTF8')), 'hex')"
 @dataclass
 class AuditReport:
     entries: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the first `max_problems` of them
+    problem_count: int = 0
+    max_problems: int = 100
 
     @property
     def intact(self) -> bool:
-        return not self.problems
+        return self.problem_count == 0
+
+    def add(self, problem: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < self.max_problems:
+            self.problems.append(problem)
 
 
 def verify(conn: sa.Connection, max_problems: int = 100) -> AuditReport:
-    report = AuditReport()
+    report = AuditReport(max_problems=max_problems)
     # Digests were taken in UTC; take them the same way.
     conn.execute(sa.text("SET LOCAL timezone = 'UTC'"))
     report.entries = conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one()
@@ -37,12 +44,12 @@ def verify(conn: sa.Connection, max_problems: int = 100) -> AuditReport:
     )
     for entry_id, table, row_id, linked, sealed in broken:
         if not linked:
-            report.problems.append(
+            report.add(
                 f"audit entry {entry_id} ({table} {row_id}) does not follow the entry before it: "
                 "an entry was removed or inserted"
             )
         if not sealed:
-            report.problems.append(f"audit entry {entry_id} ({table} {row_id}) was altered")
+            report.add(f"audit entry {entry_id} ({table} {row_id}) was altered")
     for table in APPEND_ONLY_TABLES:
         rows = conn.execute(
             sa.text(
@@ -57,10 +64,9 @@ def verify(conn: sa.Connection, max_problems: int = 100) -> AuditReport:
         )
         for entry_id, audited_row, row_id, _ in rows:
             if entry_id is None:
-                report.problems.append(f"{table} row {row_id} has no audit entry")
+                report.add(f"{table} row {row_id} has no audit entry")
             elif row_id is None:
-                report.problems.append(f"{table} row {audited_row} was removed")
+                report.add(f"{table} row {audited_row} was removed")
             else:
-                report.problems.append(f"{table} row {row_id} was altered after it was recorded")
-    del report.problems[max_problems:]
+                report.add(f"{table} row {row_id} was altered after it was recorded")
     return report

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.models import (
@@ -91,11 +91,10 @@ class MonthlyReportInput(_Input):
     month: date
     submitted_on: date
 
-    @model_validator(mode="after")
-    def _first_of_month(self) -> "MonthlyReportInput":
-        if self.month.day != 1:
-            object.__setattr__(self, "month", self.month.replace(day=1))
-        return self
+    @field_validator("month")
+    @classmethod
+    def _first_of_month(cls, month: date) -> date:
+        return month.replace(day=1)
 
 
 async def _company_id(session: AsyncSession, credit_code: str) -> int:

@@ -142,3 +142,12 @@ def test_verify_finds_any_altered_or_removed_row(tamper_engine, sql, says):
     report = _verify(tamper_engine)
     assert not report.intact
     assert any(says in p for p in report.problems), report.problems
+
+
+def test_verify_counts_every_problem_beyond_those_it_lists(tamper_engine):
+    _tamper(tamper_engine, "UPDATE company SET credit_code = reverse(credit_code)")
+    with tamper_engine.begin() as conn:
+        report = audit.verify(conn, max_problems=2)
+    assert report.problem_count == 3
+    assert len(report.problems) == 2
+    assert not report.intact
