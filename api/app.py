@@ -8,16 +8,20 @@ from importlib.metadata import version
 from typing import Any, ClassVar
 
 import msgspec
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, post
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
+from strawberry.exceptions import MissingQueryError
 from strawberry.litestar import make_graphql_controller
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from api.context import Services, graphql_context
-from api.errors import ApiError, Unauthenticated
+from api.errors import BAD_REQUEST, ApiError, Unauthenticated
 from api.observability import Metrics, configure_logging, log, request_id_middleware
 from api.rest import ROUTES
 from api.schema import build_schema
@@ -26,6 +30,7 @@ from registry import db, migrate
 from registry.settings import Settings, get_settings
 from scoring.rulebook import load_rulebook
 
+POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 MAX_BODY_BYTES = 512 * 1024
 """A 1,000-code `eligibilities` request is about 70 kB."""
 
@@ -33,6 +38,30 @@ MAX_BODY_BYTES = 512 * 1024
 def _graphql_error(message: str, code: str, status: int, headers: dict | None = None) -> Response:
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
     return Response(body, status_code=status, headers=headers)
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def graphql_params(body: bytes, content_type: str) -> tuple[str, dict | None, str | None]:
+    """query, variables and operationName of a POSTed GraphQL request (JSON only)."""
+    if content_type != "application/json":
+        raise BadRequest(f"send the request as application/json, not {content_type or 'nothing'}")
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError as e:
+        raise BadRequest(f"the body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object with `query` (batches are not accepted)")
+    query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise BadRequest("`query` must be a non-empty string")
+    if not isinstance(variables, dict | None):
+        raise BadRequest("`variables` must be an object or null")
+    if not isinstance(name, str | None):
+        raise BadRequest("`operationName` must be a string or null")
+    return query, variables, name
 
 
 def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
@@ -87,6 +116,32 @@ def graphql_controller(production: bool) -> type:
             except msgspec.DecodeError as e:  # strawberry answers 400 to this one
                 raise json.JSONDecodeError(str(e), "", 0) from None
 
+        @post(status_code=200)
+        async def handle_http_post(self, request: Request) -> Response:
+            """POST, the approval systems' path, without strawberry's generic view (content
+            negotiation, batching, uploads, streaming): that view cost more CPU than executing
+            an `eligibility` query. JSON in, JSON out; GET and GraphiQL stay strawberry's."""
+            context = await graphql_context(request)  # 401 before anything else
+            try:
+                query, variables, name = graphql_params(
+                    await request.body(), request.content_type[0]
+                )
+                result = await self.schema.execute(
+                    query,
+                    variables,
+                    context_value=context,
+                    operation_name=name,
+                    allowed_operation_types=POST_OPERATIONS,
+                )
+            except BadRequest as e:
+                return _graphql_error(str(e), BAD_REQUEST, 400)
+            except (MissingQueryError, CannotGetOperationTypeError) as e:
+                return _graphql_error(str(e), BAD_REQUEST, 400)
+            except InvalidOperationTypeError as e:
+                return _graphql_error(e.as_http_error_reason("POST"), BAD_REQUEST, 400)
+            body = await self.process_result(request, result)
+            return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
+
         async def process_result(self, request: Request, result: Any) -> Any:
             if result.errors:
                 result.errors = apply_error_policy(
@@ -131,7 +186,7 @@ def create_app(
     async def stop() -> None:
         for s in scheduler:
             s.shutdown(wait=False)
-        await services.engine.dispose()
+        await services.close()
 
     return Litestar(
         route_handlers=[graphql, *ROUTES, *extra_routes],

@@ -3,21 +3,26 @@ fresh DataLoaders (a loader kept per process would serve stale data across calle
 
 import gc
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from litestar import Request
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 
 from api.errors import Unauthenticated
 from api.observability import Metrics
-from registry import auth
+from registry import auth, db
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
 from scoring.rulebook import Rulebook
+
+T = TypeVar("T")
 
 
 class TokenCache:
@@ -54,11 +59,41 @@ class Services:
     heap_frozen: bool = False
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     reads: AsyncEngine = field(init=False)
+    decision_pool: AsyncConnectionPool = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
         # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The approval systems' hot path reads on plain psycopg connections: SQLAlchemy's
+        # checkout (greenlet hop, pre-ping round trip) cost more than the two queries.
+        self.decision_pool = AsyncConnectionPool(
+            db.libpq_url(self.database_url),
+            kwargs={"autocommit": True, **db.connect_args()},
+            min_size=2,
+            max_size=10,
+            timeout=db.CONNECT_TIMEOUT_S + 2,
+            open=False,
+            name="decision-reads",
+        )
+
+    async def decision_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """`read` on a pooled autocommit connection. Pooled connections are not pinged before
+        use: when one turns out dead (a database restart kills them all), the pool is told to
+        test and replace its idle ones, and the read — safe to repeat — runs once more."""
+        if self.decision_pool.closed:
+            await self.decision_pool.open()
+        try:
+            async with self.decision_pool.connection() as conn:
+                return await read(conn)
+        except psycopg.OperationalError:
+            await self.decision_pool.check()
+        async with self.decision_pool.connection() as conn:
+            return await read(conn)
+
+    async def close(self) -> None:
+        await self.decision_pool.close()
+        await self.engine.dispose()
 
     async def authenticate(self, authorization: str | None) -> auth.Client:
         scheme, _, token = (authorization or "").partition(" ")
@@ -89,8 +124,7 @@ class Context(BaseContext, kw_only=True):
 
 def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
     async def load(codes: list[str]) -> list[FiledStanding | None]:
-        async with services.reads.connect() as conn:
-            found = await load_standings(conn, codes, now)
+        found = await services.decision_read(lambda conn: load_standings(conn, codes, now))
         return [found[c] for c in codes]
 
     return DataLoader(load_fn=load)

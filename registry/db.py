@@ -39,19 +39,19 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _connect_args() -> dict:
+def connect_args() -> dict:
     # Every session works in UTC; local (Asia/Shanghai) time is applied where policy needs it.
     return {"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC"}
 
 
 def make_engine(url: str, **kw) -> sa.Engine:
-    return sa.create_engine(url, connect_args=_connect_args(), pool_pre_ping=True, **kw)
+    return sa.create_engine(url, connect_args=connect_args(), pool_pre_ping=True, **kw)
 
 
 def make_async_engine(url: str, **kw) -> AsyncEngine:
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
-    return create_async_engine(url, connect_args=_connect_args(), pool_pre_ping=True, **kw)
+    return create_async_engine(url, connect_args=connect_args(), pool_pre_ping=True, **kw)
 
 
 @lru_cache

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -85,26 +86,28 @@ _NAMED = """
 """
 
 
-async def _fetch(conn: AsyncSession | AsyncConnection, sql: str, params: dict) -> list[Any]:
+Connection = AsyncSession | AsyncConnection | psycopg.AsyncConnection
+
+
+async def _fetch(conn: Connection, sql: str, params: dict) -> list[Any]:
     """Rows as named tuples straight from psycopg, on the caller's connection and transaction:
     SQLAlchemy's result layer costs more than the queries themselves for a 1,000-code batch."""
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
-    raw = (await conn.get_raw_connection()).driver_connection
-    async with raw.cursor(row_factory=namedtuple_row) as cursor:
+    if isinstance(conn, AsyncConnection):
+        conn = (await conn.get_raw_connection()).driver_connection
+    async with conn.cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(sql, params)
         return await cursor.fetchall()
 
 
-async def companies_by_id(
-    conn: AsyncSession | AsyncConnection, ids: Iterable[int]
-) -> dict[int, CompanyRef]:
+async def companies_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, CompanyRef]:
     rows = await _fetch(conn, _NAMED + " WHERE c.id = ANY(%(ids)s)", {"ids": list(ids)})
     return {r.company_id: CompanyRef(r.company_id, r.credit_code, r.name) for r in rows}
 
 
 async def load_standings(
-    conn: AsyncSession | AsyncConnection, codes: Iterable[str], now: datetime
+    conn: Connection, codes: Iterable[str], now: datetime
 ) -> dict[str, FiledStanding | None]:
     """Standing per normalised credit code; None when the registry has no file for the code."""
     wanted = list(dict.fromkeys(codes))

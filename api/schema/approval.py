@@ -51,8 +51,7 @@ class Company(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list["Company | None"]:
         ids = [int(i) for i in node_ids]
-        async with info.context.services.reads.connect() as conn:
-            found = await companies_by_id(conn, ids)
+        found = await info.context.services.decision_read(lambda conn: companies_by_id(conn, ids))
         return [
             cls(id=i, credit_code=found[i].credit_code, name=found[i].name) if i in found else None
             for i in ids
@@ -209,7 +208,10 @@ class Query:
     ) -> Eligibility:
         code = _code(credit_code)
         ctx = info.context
-        filed = await ctx.standings.load(code)
+        # A direct read: the DataLoader's task and futures cost more than they save here (an
+        # operation may alias `eligibility` at most MAX_ALIASES times).
+        found = await ctx.services.decision_read(lambda conn: load_standings(conn, [code], ctx.now))
+        filed = found[code]
         decision = decide(filed.standing if filed else None, kind, ctx.services.rulebook, ctx.now)
         _count(info, [(decision, kind)], "eligibility")
         return _eligibility(code, filed, decision)
@@ -244,8 +246,7 @@ class Query:
         ctx = info.context
         # One set-based read for the whole batch, without the DataLoader: its per-key futures
         # cost more than the queries for 1,000 codes (same two queries, same `now`).
-        async with ctx.services.reads.connect() as conn:
-            found = await load_standings(conn, codes, ctx.now)
+        found = await ctx.services.decision_read(lambda conn: load_standings(conn, codes, ctx.now))
         filed = [found[c] for c in codes]
         rulebook, now = ctx.services.rulebook, ctx.now
         decisions = [

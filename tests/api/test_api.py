@@ -277,16 +277,49 @@ async def test_the_operation_depth_limit():
     assert [e.extensions["code"] for e in coded] == ["QUERY_TOO_DEEP"]
 
 
-def test_a_body_that_is_not_json_is_400(gql, tokens):
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b'{"query": "{ __typename }"}', "text/plain"),
+        (b'[{"query": "{ __typename }"}]', "application/json"),  # batches are not accepted
+        (b'{"variables": {}}', "application/json"),
+        (b'{"query": "{ __typename }", "variables": [1]}', "application/json"),
+        (b'{"query": "query A { __typename }", "operationName": "B"}', "application/json"),
+        (b'{"query": "subscription { x }"}', "application/json"),
+    ],
+    ids=["not-json", "not-json-type", "batch", "no-query", "bad-variables", "unknown-op", "subscr"],
+)
+def test_a_request_that_is_not_a_graphql_post_is_400_with_a_code(gql, tokens, body, content_type):
     r = gql.http.post(
         "/graphql",
-        content=b"{not json",
+        content=body,
         headers={
             "Authorization": f"Bearer {tokens[Role.APPROVAL_SYSTEM]}",
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
         },
     )
     assert r.status_code == 400
+    assert error_codes(r.json()) == ["BAD_REQUEST"]
+    assert r.json()["errors"][0]["message"]
+
+
+def test_decisions_survive_the_database_dropping_pooled_connections(gql, tokens, api_engine):
+    """A restart or an idle timeout kills the API's pooled connections; the next requests still
+    answer (the dead connection is replaced, the read repeated)."""
+    for _ in range(3):  # fill the pool
+        gql(ELIGIBILITY, {"c": GOOD, "k": "WATER_PERMIT"}, tokens[Role.APPROVAL_SYSTEM])
+    with api_engine.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    assert killed >= 1
+    for _ in range(4):
+        data = gql(ELIGIBILITY, {"c": GOOD, "k": "WATER_PERMIT"}, tokens[Role.APPROVAL_SYSTEM])
+        assert data["data"]["eligibility"]["decision"] == "RESTRICT"
 
 
 def test_request_bodies_over_the_limit_are_refused(gql, tokens):
