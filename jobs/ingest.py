@@ -444,6 +444,7 @@ async def _pull(
                     splitter.streams = streams_by_ref(await asyncio.to_thread(store.datastreams))
                     with gc_paused():
                         batch = splitter.split(page.rows, position)
+                batch.encode()  # while PostgreSQL still stores the page before
                 # Store this page while the next one is fetched and checked.
                 await finish_storing()
                 storing = asyncio.ensure_future(store_page(batch, len(page.rows)))

@@ -71,6 +71,19 @@ class Batch:
     months: set[date] = field(default_factory=set)  # partitions the good rows need
     last: tuple[int, int] | None = None  # the greatest (resultTime µs, @iot.id) read
     overlap: int = 0  # rows at or below the watermark, skipped
+    copy_new: bytes | None = None  # `new` as binary COPY data, once encoded
+    dirty_text: tuple[str, str] = ("{}", "{}")  # `dirty` as array literals (ids, day ordinals)
+
+    def encode(self) -> "Batch":
+        """Turn the new rows and dirty days into the bytes and text the store sends — done by
+        the checking side, so that PostgreSQL is not idle while the storing side packs."""
+        self.copy_new = _new_copy(self.new)
+        days = sorted(self.dirty)
+        self.dirty_text = (
+            "{" + ",".join([str(d) for d, _ in days]) + "}",
+            "{" + ",".join([str(day) for _, day in days]) + "}",
+        )
+        return self
 
 
 @dataclass
@@ -153,7 +166,8 @@ dirty AS (  -- the days of the rows merged here, and those of the rows copied as
     FROM (SELECT datastream_id, phenomenon_time FROM firsts
           UNION ALL SELECT datastream_id, phenomenon_time FROM revised) touched
     UNION
-    SELECT * FROM unnest(%(dirty_ids)s::int[], %(dirty_days)s::date[])
+    SELECT id, date '0001-01-01' + (ordinal - 1)  -- Python's date ordinals
+    FROM unnest(%(dirty_ids)s::int[], %(dirty_days)s::int[]) AS d (id, ordinal)
     ON CONFLICT DO NOTHING
 ),
 mark AS (
@@ -304,20 +318,24 @@ class Store:
     def store(self, batch: Batch) -> Stored:
         """Store one page and move the watermark, in one transaction."""
         self._ensure_partitions(batch.months)
+        if batch.copy_new is None:
+            batch.encode()
         try:
-            return self._store(batch, batch.new, batch.merge)
+            return self._store(batch, batch.merge, new=True)
         except errors.UniqueViolation:
             # A "new" row was stored already (by someone else): merge every row instead.
             rows = sorted(batch.new + batch.merge, key=lambda r: r[1])
-            return self._store(batch, [], rows)
+            return self._store(batch, rows, new=False)
 
-    def _store(self, batch: Batch, new: list[tuple], merge: list[tuple]) -> Stored:
-        """COPY the rows, then one statement: merge, dirty days, watermark."""
+    def _store(self, batch: Batch, merge: list[tuple], new: bool) -> Stored:
+        """COPY the rows (the batch's new ones if `new`), then one statement: merge, dirty
+        days, watermark."""
         conn = self.conn
+        n_new = len(batch.new) if new else 0
         with conn.transaction(), conn.cursor() as cur:
-            if new:
+            if n_new:
                 with cur.copy(_COPY_NEW) as copy:
-                    copy.write(_new_copy(new))
+                    copy.write(batch.copy_new)
             if merge:
                 with cur.copy(_COPY_STAGE) as copy:
                     copy.write(_stage_copy(merge))
@@ -331,17 +349,17 @@ class Store:
                 )
             pts = [r[2] for r in merge]
             rt, oid = batch.last or (None, None)
-            days = sorted(batch.dirty) if new else []
+            dirty_ids, dirty_days = batch.dirty_text if n_new else ("{}", "{}")
             params = {
                 "lo": to_datetime(min(pts, default=None)),
                 "hi": to_datetime(max(pts, default=None)),
                 "tz": self.timezone,
-                "dirty_ids": [d for d, _ in days],
-                "dirty_days": [date.fromordinal(day) for _, day in days],
+                "dirty_ids": dirty_ids,
+                "dirty_days": dirty_days,
                 "source": WATERMARK_SOURCE,
                 "rt": to_datetime(rt),
                 "id": oid,
             }
             merged, revisions = cur.execute(_MERGE, params).fetchone()
-        stored = len(new) + merged
-        return Stored(stored, revisions, len(new) + len(merge) - stored - revisions)
+        stored = n_new + merged
+        return Stored(stored, revisions, n_new + len(merge) - stored - revisions)

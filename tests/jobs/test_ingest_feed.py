@@ -126,11 +126,11 @@ async def test_a_page_that_fails_to_store_leaves_the_watermark_before_it(url, mo
     rows = [obs(i, 11, slot(i), float(i), slot(i) + timedelta(minutes=1)) for i in range(1, 7)]
     store, calls = observations.Store._store, []
 
-    def failing(self, batch, new, merge):
+    def failing(self, batch, merge, new):
         calls.append(1)
         if len(calls) == 2:
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return store(self, batch, new, merge)
+        return store(self, batch, merge, new)
 
     monkeypatch.setattr(observations.Store, "_store", failing)
     with pytest.raises(ingest.PullFailed, match="closed the connection"):
