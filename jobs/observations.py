@@ -12,6 +12,8 @@ with every row on the merge path. Touched (datastream, local day) pairs are mark
 """
 
 import contextlib
+import os
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ APPLICATION_NAME = "geocredit-ingest"  # of the storing connection, for pg_stat_
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # binary timestamptz counts µs from 2000-01-01
+
+SEND_BUFFER_BYTES = 4 << 20  # a page of COPY data is ~1 MB
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _TRAILER = struct.pack("!h", -1)
@@ -235,6 +239,14 @@ def month_of(us: int) -> date:
     return date(t.year, t.month, 1)
 
 
+def _widen_send_buffer(conn: psycopg.Connection) -> None:
+    """Let the kernel take a whole page of COPY data at once: with the default buffer
+    (~200 kB) the storing thread wakes, and waits for the GIL, each time PostgreSQL has read
+    the next part, while PostgreSQL idles. Best effort: the kernel caps it (net.core.wmem_max)."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+
+
 class Busy(RuntimeError):
     """Another pull holds the lock."""
 
@@ -263,6 +275,7 @@ class Store:
             options="-c timezone=UTC -c synchronous_commit=off",
             application_name=APPLICATION_NAME,
         ) as conn:
+            _widen_send_buffer(conn)
             store = cls(conn, timezone)
             if not store._one("SELECT pg_try_advisory_lock(hashtext(%s))", (LOCK,)):
                 raise Busy("another pull is running (advisory lock held)")

@@ -1,5 +1,6 @@
 """Ingest semantics on exact feeds (a respx platform, a fresh real database per test)."""
 
+import sys
 from datetime import timedelta
 
 import httpx
@@ -107,8 +108,10 @@ async def test_the_watermark_never_passes_rows_not_stored(url):
     rows = [obs(i, 11, slot(i), float(i), slot(i) + timedelta(minutes=1)) for i in range(1, 7)]
     fake = FakePlatform(THINGS, rows)
     fake.fail = {n: httpx.Response(503) for n in range(3, 10)}  # Things, page 1, then down
+    switch_interval = sys.getswitchinterval()
     with pytest.raises(ingest.PullFailed, match="503") as failed:
         await run(url, fake, page_size=2)
+    assert sys.getswitchinterval() == switch_interval  # the pull's own setting is undone
     assert failed.value.result.stored == 2
     ((rt, oid),) = rows_of(url, "SELECT result_time, platform_obs_id FROM ingest_watermark")
     assert (rt, oid) == (slot(2) + timedelta(minutes=1), 2)
