@@ -15,7 +15,6 @@ from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
-from strawberry.exceptions import MissingQueryError
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
@@ -134,13 +133,15 @@ def graphql_controller(production: bool) -> type:
                     allowed_operation_types=POST_OPERATIONS,
                 )
             except BadRequest as e:
-                return _graphql_error(str(e), BAD_REQUEST, 400)
-            except (MissingQueryError, CannotGetOperationTypeError) as e:
-                return _graphql_error(str(e), BAD_REQUEST, 400)
+                problem = str(e)
+            except CannotGetOperationTypeError as e:
+                problem = e.as_http_error_reason()
             except InvalidOperationTypeError as e:
-                return _graphql_error(e.as_http_error_reason("POST"), BAD_REQUEST, 400)
-            body = await self.process_result(request, result)
-            return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
+                problem = e.as_http_error_reason("POST")
+            else:
+                body = await self.process_result(request, result)
+                return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
+            return _graphql_error(problem, BAD_REQUEST, 400)
 
         async def process_result(self, request: Request, result: Any) -> Any:
             if result.errors:
