@@ -1,9 +1,9 @@
 """Things sync: the platform's wells and datastreams into the registry.
 
-Companies, projects and wells go through registry.services, so a change becomes a new version and
-an unchanged entity writes nothing; entities that match their current version are not even sent
-to the services (a sync of a province would otherwise cost ~100k queries every 15 minutes). The
-datastream table is operational and mutable: upserted by the platform's @iot.id.
+Companies, projects and wells go through registry.services' set-based register functions (a few
+statements per kind and chunk, however many changed), so a change becomes a new version and an
+unchanged entity writes nothing; entities that match their current version are not even sent to
+the services. The datastream table is operational and mutable: upserted by the platform's @iot.id.
 """
 
 import time
@@ -25,7 +25,7 @@ SOURCE = "platform"
 class SyncResult:
     things: int = 0
     datastreams: int = 0
-    written: int = 0  # companies, projects and wells sent to the registry as new or changed
+    written: int = 0  # version rows of companies, projects and wells written
     datastreams_changed: int = 0
     rejected: list[str] = field(default_factory=list)  # one line per Thing or datastream skipped
     seconds: float = 0.0
@@ -142,23 +142,26 @@ async def store_things(session: AsyncSession, things: list) -> SyncResult:
     result = SyncResult(things=len(things), datastreams=len(streams), rejected=rejected)
 
     current = await _current(session, "company")
-    for code, company in companies.items():
-        if current.get(code) != (company.name,):
-            await services.register_company(session, company, SOURCE)
-            result.written += 1
+    changed = [c for code, c in companies.items() if current.get(code) != (c.name,)]
+    result.written += (await services.register_companies(session, changed, SOURCE)).written
+
     current = await _current(session, "project")
+    changed = []
     for code, attrs in projects.items():
         data = services.ProjectInput(**attrs)
         want = (data.credit_code, data.name, data.type.value, data.city, None, data.operating)
         if current.get(code) != want:
-            name = companies[data.credit_code].name
-            await services.register_project(session, data, SOURCE, company_name=name)
-            result.written += 1
+            changed.append(data)
+    names = {code: c.name for code, c in companies.items()}
+    result.written += (await services.register_projects(session, changed, SOURCE, names)).written
+
     current = await _current(session, "well")
-    for code, well in wells.items():
-        if current.get(code) != (well.project_code, well.role.value, well.aquifer, well.operating):
-            await services.register_well(session, well, SOURCE)
-            result.written += 1
+    changed = [
+        w
+        for code, w in wells.items()
+        if current.get(code) != (w.project_code, w.role.value, w.aquifer, w.operating)
+    ]
+    result.written += (await services.register_wells(session, changed, SOURCE)).written
 
     well_ids = dict(
         (

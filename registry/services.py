@@ -5,11 +5,14 @@ Input is validated with plain pydantic models first (SQLModel table models skip 
 change is appended as a new version, an unchanged re-registration writes nothing.
 """
 
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.creditcode import normalize_credit_code
@@ -98,39 +101,162 @@ ZONE_FIELDS = (
 REGISTRY_KNOWN_FIELDS = (*ZONE_FIELDS, "county")
 
 
-async def _latest(session: AsyncSession, model: type, key: str, value: int) -> Any:
-    column = getattr(model, key)
-    return await session.scalar(
-        sa.select(model).where(column == value).order_by(model.id.desc()).limit(1)
-    )
+# Rows per chunk of the bulk functions. Their inserts are executemany with RETURNING, which
+# SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues") compiled once, not row by row.
+CHUNK = 1000
 
 
-async def _identity(
-    session: AsyncSession, model: type, column: str, value: str
-) -> tuple[Any, bool]:
-    """The identity row with this natural key, created if absent (concurrency-safe)."""
+def _chunks(items: list) -> Iterator[list]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """An identity table (natural key) with its version table and its carry-over fields."""
+
+    identity: type
+    key: str
+    version: type
+    ref: str
+    keep: tuple[str, ...] = ()  # None from the caller keeps the current value
+
+
+_COMPANY = _Kind(Company, "credit_code", CompanyVersion, "company_id")
+_PROJECT = _Kind(Project, "code", ProjectVersion, "project_id", REGISTRY_KNOWN_FIELDS)
+_WELL = _Kind(Well, "code", WellVersion, "well_id", ("confined", "drilled_on"))
+
+
+@dataclass
+class Registered:
+    ids: dict[str, int] = field(default_factory=dict)  # natural key -> identity id
+    written: int = 0  # new version rows
+
+    def add(self, other: "Registered") -> None:
+        self.ids |= other.ids
+        self.written += other.written
+
+
+async def _ids(session: AsyncSession, model: type, column: str, keys: Iterable[str]) -> dict:
     table = model.__table__
-    inserted = await session.scalar(
-        sa.dialects.postgresql.insert(table)
-        .values({column: value})
-        .on_conflict_do_nothing(index_elements=[column])
-        .returning(table.c.id)
+    rows = await session.execute(
+        sa.select(table.c[column], table.c.id).where(table.c[column].in_(list(keys)))
     )
-    row_id = inserted or await session.scalar(sa.select(table.c.id).where(table.c[column] == value))
-    return await session.get(model, row_id), inserted is not None
+    return dict(rows.all())
 
 
-def _changed(current: Any, attrs: dict[str, Any]) -> bool:
-    return current is None or any(getattr(current, k) != v for k, v in attrs.items())
+async def _identities(session: AsyncSession, kind: _Kind, keys: list[str]) -> dict[str, int]:
+    """The identity ids of these natural keys, created where absent (concurrency-safe)."""
+    table = kind.identity.__table__
+    # Sorted, so that concurrent writers take the key locks in the same order.
+    await session.execute(
+        postgresql.insert(table)
+        .on_conflict_do_nothing(index_elements=[kind.key])
+        .returning(table.c.id),
+        [{kind.key: k} for k in sorted(keys)],
+    )
+    return await _ids(session, kind.identity, kind.key, keys)
+
+
+def _changed(current: Mapping[str, Any] | None, attrs: dict[str, Any]) -> bool:
+    return current is None or any(current[k] != v for k, v in attrs.items())
+
+
+async def _register(
+    session: AsyncSession, kind: _Kind, rows: dict[str, dict[str, Any]], source: str
+) -> Registered:
+    """Append a version for each key (natural key -> attributes, one chunk) that changed."""
+    ids = await _identities(session, kind, list(rows))
+    version = kind.version.__table__
+    ref = version.c[kind.ref]
+    latest = await session.execute(
+        sa.select(version)
+        .where(ref.in_(list(ids.values())))
+        .ext(postgresql.distinct_on(ref))
+        .order_by(ref, version.c.id.desc())
+    )
+    current = {row[kind.ref]: row for row in latest.mappings()}
+    new = []
+    for key, attrs in rows.items():
+        now = current.get(ids[key])
+        if now is not None:
+            attrs = attrs | {k: now[k] for k in kind.keep if attrs[k] is None}
+        if _changed(now, attrs):
+            new.append({kind.ref: ids[key], "source": source, **attrs})
+    if new:
+        await session.execute(sa.insert(version).returning(version.c.id), new)
+    return Registered(ids, len(new))
+
+
+async def register_companies(
+    session: AsyncSession, inputs: Iterable[CompanyInput], source: str
+) -> Registered:
+    """Set-based register_company: a few statements per CHUNK companies. The last input of a
+    credit code wins."""
+    result = Registered()
+    by_code = {c.credit_code: c for c in inputs}
+    for chunk in _chunks(list(by_code.values())):
+        rows = {c.credit_code: {"name": c.name} for c in chunk}
+        result.add(await _register(session, _COMPANY, rows, source))
+    return result
+
+
+async def register_projects(
+    session: AsyncSession,
+    inputs: Iterable[ProjectInput],
+    source: str,
+    company_names: Mapping[str, str] | None = None,
+) -> Registered:
+    """Set-based register_project. A company without a file is registered first when
+    company_names (credit code -> name) has its name; else UnknownEntity."""
+    result = Registered()
+    by_code = {p.code: p for p in inputs}
+    for chunk in _chunks(list(by_code.values())):
+        codes = {p.credit_code for p in chunk}
+        companies = await _ids(session, Company, "credit_code", codes)
+        missing = sorted(codes - companies.keys())
+        if missing:
+            names = company_names or {}
+            unknown = [code for code in missing if code not in names]
+            if unknown:
+                raise UnknownEntity(f"no company with credit code {unknown[0]}")
+            filed = await register_companies(
+                session, [CompanyInput(credit_code=c, name=names[c]) for c in missing], source
+            )
+            companies |= filed.ids
+            result.written += filed.written
+        rows = {
+            p.code: p.model_dump(exclude={"code", "credit_code"})
+            | {"company_id": companies[p.credit_code]}
+            for p in chunk
+        }
+        result.add(await _register(session, _PROJECT, rows, source))
+    return result
+
+
+async def register_wells(
+    session: AsyncSession, inputs: Iterable[WellInput], source: str
+) -> Registered:
+    """Set-based register_well; a well of an unknown project is UnknownEntity."""
+    result = Registered()
+    by_code = {w.code: w for w in inputs}
+    for chunk in _chunks(list(by_code.values())):
+        projects = await _ids(session, Project, "code", {w.project_code for w in chunk})
+        for w in chunk:
+            if w.project_code not in projects:
+                raise UnknownEntity(f"no project with code {w.project_code!r}")
+        rows = {
+            w.code: w.model_dump(exclude={"code", "project_code"})
+            | {"project_id": projects[w.project_code]}
+            for w in chunk
+        }
+        result.add(await _register(session, _WELL, rows, source))
+    return result
 
 
 async def register_company(session: AsyncSession, data: CompanyInput, source: str) -> Company:
-    company, _ = await _identity(session, Company, "credit_code", data.credit_code)
-    current = await _latest(session, CompanyVersion, "company_id", company.id)
-    if _changed(current, {"name": data.name}):
-        session.add(CompanyVersion(company_id=company.id, name=data.name, source=source))
-        await session.flush()
-    return company
+    done = await register_companies(session, [data], source)
+    return await session.get(Company, done.ids[data.credit_code])
 
 
 async def company_by_code(session: AsyncSession, credit_code: str) -> Company | None:
@@ -141,26 +267,11 @@ async def company_by_code(session: AsyncSession, credit_code: str) -> Company | 
 async def register_project(
     session: AsyncSession, data: ProjectInput, source: str, company_name: str | None = None
 ) -> Project:
-    """A new version when anything changed. Zone flags left None keep their known values: the
-    platform does not know zones, only the registry's own records do."""
-    company = await company_by_code(session, data.credit_code)
-    if company is None:
-        if company_name is None:
-            raise UnknownEntity(f"no company with credit code {data.credit_code}")
-        company = await register_company(
-            session, CompanyInput(credit_code=data.credit_code, name=company_name), source
-        )
-    project, _ = await _identity(session, Project, "code", data.code)
-    current = await _latest(session, ProjectVersion, "project_id", project.id)
-    attrs = data.model_dump(exclude={"code", "credit_code"}) | {"company_id": company.id}
-    if current is not None:
-        for known in REGISTRY_KNOWN_FIELDS:
-            if attrs[known] is None:
-                attrs[known] = getattr(current, known)
-    if _changed(current, attrs):
-        session.add(ProjectVersion(project_id=project.id, source=source, **attrs))
-        await session.flush()
-    return project
+    """A new version when anything changed. Zone flags and county left None keep their known
+    values: the platform does not know them, only the registry's own records do."""
+    names = None if company_name is None else {data.credit_code: company_name}
+    done = await register_projects(session, [data], source, names)
+    return await session.get(Project, done.ids[data.code])
 
 
 async def project_by_code(session: AsyncSession, code: str) -> Project:
@@ -171,18 +282,8 @@ async def project_by_code(session: AsyncSession, code: str) -> Project:
 
 
 async def register_well(session: AsyncSession, data: WellInput, source: str) -> Well:
-    project = await project_by_code(session, data.project_code)
-    well, _ = await _identity(session, Well, "code", data.code)
-    current = await _latest(session, WellVersion, "well_id", well.id)
-    attrs = data.model_dump(exclude={"code", "project_code"}) | {"project_id": project.id}
-    if current is not None:
-        for known in ("confined", "drilled_on"):
-            if attrs[known] is None:
-                attrs[known] = getattr(current, known)
-    if _changed(current, attrs):
-        session.add(WellVersion(well_id=well.id, source=source, **attrs))
-        await session.flush()
-    return well
+    done = await register_wells(session, [data], source)
+    return await session.get(Well, done.ids[data.code])
 
 
 async def record_permit(session: AsyncSession, data: PermitInput, recorded_by: str) -> Permit:

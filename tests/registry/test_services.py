@@ -6,8 +6,18 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
+from jobs import things
 from registry import db, services
-from registry.models import CompanyVersion, Permit, Project, ProjectVersion, WellVersion
+from registry.creditcode import check_char
+from registry.models import (
+    Company,
+    CompanyVersion,
+    Permit,
+    Project,
+    ProjectVersion,
+    Well,
+    WellVersion,
+)
 
 CODE = "91350100M000100Y43"
 
@@ -138,3 +148,162 @@ async def test_a_platform_update_keeps_the_county_the_registry_recorded(session_
             .limit(1)
         )
     assert latest.operating is False and latest.county == "小店区"
+
+
+# ---------------------------------------------------------------- bulk registration
+
+
+def credit_code(n: int) -> str:
+    first17 = f"91140100MA0{n:06d}"
+    return first17 + check_char(first17)
+
+
+def bulk_project(code: str, company: int, **over):
+    fields = dict(code=code, credit_code=credit_code(company), name=code, type="MEDIUM_DEEP")
+    return services.ProjectInput(**(fields | {"city": "晋中"} | over))
+
+
+def bulk_well(code: str, project_code: str, **over):
+    fields = dict(code=code, project_code=project_code, role="EXTRACTION", aquifer="O2")
+    return services.WellInput(**(fields | over))
+
+
+async def versions(factory, model, code: str) -> list:
+    version = {Company: CompanyVersion, Project: ProjectVersion, Well: WellVersion}[model]
+    ref = {Company: "company_id", Project: "project_id", Well: "well_id"}[model]
+    key = model.credit_code if model is Company else model.code
+    async with factory() as s:
+        rows = await s.scalars(
+            sa.select(version)
+            .join(model, model.id == getattr(version, ref))
+            .where(key == code)
+            .order_by(version.id)
+        )
+        return rows.all()
+
+
+async def test_bulk_registers_new_entities_and_a_repeat_writes_nothing(session_factory):
+    companies = [services.CompanyInput(credit_code=credit_code(i), name=f"公司{i}") for i in (1, 2)]
+    projects = [bulk_project("B-1", 1), bulk_project("B-2", 2)]
+    wells = [bulk_well("B-1-1", "B-1"), bulk_well("B-1-2", "B-1"), bulk_well("B-2-1", "B-2")]
+    for expected in ((2, 2, 3), (0, 0, 0)):
+        async with db.transaction(session_factory, "platform") as s:
+            done = (
+                await services.register_companies(s, companies, "platform"),
+                await services.register_projects(s, projects, "platform"),
+                await services.register_wells(s, wells, "platform"),
+            )
+        assert tuple(d.written for d in done) == expected
+        assert sorted(done[2].ids) == ["B-1-1", "B-1-2", "B-2-1"]
+    (v,) = await versions(session_factory, Well, "B-2-1")
+    assert (v.well_id, v.role, v.aquifer, v.operating, v.source) == (
+        done[2].ids["B-2-1"],
+        "EXTRACTION",
+        "O2",
+        True,
+        "platform",
+    )
+
+
+async def test_bulk_change_is_exactly_one_new_version(session_factory, monkeypatch):
+    monkeypatch.setattr(services, "CHUNK", 2)  # several chunks per call
+    codes = [f"C-{i}" for i in range(5)]
+    async with db.transaction(session_factory, "platform") as s:
+        await services.register_company(
+            s, services.CompanyInput(credit_code=credit_code(3), name="三"), "platform"
+        )
+        await services.register_projects(s, [bulk_project("C", 3)], "platform")
+        done = await services.register_wells(s, [bulk_well(c, "C") for c in codes], "platform")
+    assert done.written == 5 and sorted(done.ids) == codes
+    changed = [bulk_well(c, "C", operating=c != "C-3") for c in codes]
+    async with db.transaction(session_factory, "platform") as s:
+        assert (await services.register_wells(s, changed, "platform")).written == 1
+    assert [v.operating for v in await versions(session_factory, Well, "C-3")] == [True, False]
+    assert len(await versions(session_factory, Well, "C-4")) == 1
+
+
+async def test_bulk_keeps_what_only_the_registry_knows(session_factory):
+    async with db.transaction(session_factory, "admin") as s:
+        await services.register_company(
+            s, services.CompanyInput(credit_code=credit_code(4), name="四"), "admin"
+        )
+        zoned = bulk_project("K-1", 4, county="榆次区", in_drinking_water_source=True)
+        await services.register_project(s, zoned, "admin")
+        well = bulk_well("K-1-1", "K-1", confined=True, drilled_on=date(2019, 5, 1))
+        await services.register_well(s, well, "admin")
+    async with db.transaction(session_factory, "platform") as s:
+        assert (await services.register_projects(s, [bulk_project("K-1", 4)], "p")).written == 0
+        assert (await services.register_wells(s, [bulk_well("K-1-1", "K-1")], "p")).written == 0
+        stopped = [bulk_project("K-1", 4, operating=False)]
+        assert (await services.register_projects(s, stopped, "p")).written == 1
+        stopped = [bulk_well("K-1-1", "K-1", operating=False)]
+        assert (await services.register_wells(s, stopped, "p")).written == 1
+    project_now = (await versions(session_factory, Project, "K-1"))[-1]
+    assert (project_now.operating, project_now.county) == (False, "榆次区")
+    assert project_now.in_drinking_water_source is True
+    assert project_now.in_spring_protection_zone is None
+    well_now = (await versions(session_factory, Well, "K-1-1"))[-1]
+    assert (well_now.operating, well_now.confined, well_now.drilled_on) == (
+        False,
+        True,
+        date(2019, 5, 1),
+    )
+
+
+async def test_bulk_files_a_missing_company_it_has_a_name_for(session_factory):
+    projects = [bulk_project("F-1", 5), bulk_project("F-2", 5), bulk_project("F-3", 6)]
+    with pytest.raises(services.UnknownEntity, match=f"credit code {credit_code(6)}"):
+        async with db.transaction(session_factory, "platform") as s:
+            await services.register_projects(s, projects, "platform", {credit_code(5): "五"})
+    names = {credit_code(5): "五", credit_code(6): "六"}
+    async with db.transaction(session_factory, "platform") as s:
+        done = await services.register_projects(s, projects, "platform", names)
+    assert done.written == 2 + 3  # the companies' first versions and the projects'
+    assert [v.name for v in await versions(session_factory, Company, credit_code(6))] == ["六"]
+    with pytest.raises(services.UnknownEntity, match="no project with code 'F-9'"):
+        async with db.transaction(session_factory, "platform") as s:
+            await services.register_wells(s, [bulk_well("F-9-1", "F-9")], "platform")
+
+
+def _things(n: int, prefix: str, company: int) -> list[dict]:
+    def thing(i: int) -> dict:
+        well = f"{prefix}-{i}"
+        return {
+            "@iot.id": well,
+            "properties": {
+                "wellCode": well,
+                "role": "EXTRACTION",
+                "aquifer": "O2",
+                "projectCode": f"{prefix}-P{i % 3}",
+                "projectType": "MEDIUM_DEEP",
+                "companyCreditCode": credit_code(company + i % 2),
+                "companyName": f"公司{i % 2}",
+                "city": "太原",
+            },
+            "Datastreams": [
+                {"@iot.id": f"{well}-ds", "ObservedProperty": {"name": "extraction_volume"}}
+            ],
+        }
+
+    return [thing(i) for i in range(n)]
+
+
+async def test_a_sync_takes_as_many_statements_for_300_new_wells_as_for_3(db_url):
+    engine = db.make_async_engine(db_url, pool_size=1)
+    statements = []
+    sa.event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    factory = db.session_factory(engine)
+    counts = {}
+    try:
+        for n, prefix, company in ((3, "S3", 100), (300, "S300", 200)):
+            statements.clear()
+            async with db.transaction(factory, "platform") as s:
+                result = await things.store_things(s, _things(n, prefix, company))
+            assert result.written == 2 + 3 + n and not result.rejected
+            counts[n] = len(statements)
+        assert len(await versions(factory, Well, "S300-299")) == 1
+    finally:
+        await engine.dispose()
+    assert counts[300] == counts[3] < 30
