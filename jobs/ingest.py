@@ -36,7 +36,15 @@ from jobs.observations import (
     month_of,
     to_datetime,
 )
-from jobs.platform import NextLinkLoop, PlatformClient, PlatformError, gc_paused, utc_text
+from jobs.platform import (
+    NextLinkLoop,
+    PlatformClient,
+    PlatformError,
+    as_json_row,
+    gc_paused,
+    parse_feed_page,
+    utc_text,
+)
 from jobs.things import SyncResult, sync_things
 from jobs.validation import (
     BAD_UNIT,
@@ -251,16 +259,19 @@ class Splitter:
         last = start
         max_future = validation.MAX_FUTURE_US
         for seq, row in enumerate(rows):
-            # The fast path takes a well-formed good row; _pair and _verdict decide the rest.
+            # The fast path takes a well-formed good row (a FeedRow: jobs/platform.py);
+            # _pair and _verdict decide the rest, on the row as received.
             try:
-                rt = times[row["resultTime"]]
-                pt = times[row["phenomenonTime"]]
-                oid = row["@iot.id"]
-                stream = streams[row["Datastream"]["@iot.id"]]
-                value = row["result"]
-                fast = rt is not None and pt is not None and type(oid) is int
-            except (KeyError, TypeError, IndexError):
+                rt = times[row.resultTime]
+                pt = times[row.phenomenonTime]
+                oid = row.id
+                stream = streams[row.Datastream.id]
+                value = row.result
+                fast = rt is not None and pt is not None
+            except (AttributeError, KeyError):
                 fast = False
+            if not fast:
+                row = as_json_row(row)
             pair = (rt, oid) if fast else self._pair(row)
             if pair is None:
                 self._reject(batch, MALFORMED, "resultTime or @iot.id missing or invalid", row)
@@ -276,7 +287,7 @@ class Splitter:
                 and stream.low <= (value := value / stream.divisor) <= stream.high
                 and pt - rt <= max_future
             ):
-                good = self._verdict(row, pair, batch)
+                good = self._verdict(as_json_row(row), pair, batch)
                 if good is None:
                     continue
                 stream, pt, value = good
@@ -446,7 +457,10 @@ async def _pull(
             if progress is not None:
                 progress(result)
 
-    feed = client.walk(client.observations_url(None if mark is None else mark[0], page_size))
+    feed = client.walk(
+        client.observations_url(None if mark is None else mark[0], page_size),
+        parse=parse_feed_page,
+    )
     try:
         async with contextlib.aclosing(feed):
             async for page in feed:

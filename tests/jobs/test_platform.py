@@ -1,13 +1,27 @@
 """The platform client against exact HTTP shapes (respx): paging, retries, loops."""
 
+import json
+import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import httpx
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jobs.platform import NextLinkLoop, PlatformClient, PlatformError, RetryPolicy, link_key
+from jobs.platform import (
+    FeedRow,
+    NextLinkLoop,
+    PlatformClient,
+    PlatformError,
+    RetryPolicy,
+    as_json_row,
+    link_key,
+    parse_collection,
+    parse_feed_page,
+)
 
 BASE = "http://platform.test"
 FEED = f"{BASE}/v1.1/Observations"
@@ -195,3 +209,59 @@ async def test_json_with_bare_nan_is_read():
     async with client() as c:
         (result,) = await walk(c, FEED)
     assert result.rows[0]["result"] != result.rows[0]["result"]  # NaN
+
+
+# ---------------------------------------------------------------- typed feed pages
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+_feed_rows = st.fixed_dictionaries(
+    {},
+    optional={
+        "@iot.id": st.integers(-(2**70), 2**70) | st.text(max_size=3) | _any_json,
+        "phenomenonTime": st.just("2026-12-01T00:15:00+08:00") | _any_json,
+        "resultTime": st.just("2026-11-30T16:08:53Z") | _any_json,
+        "result": st.floats(allow_nan=False) | st.integers() | _any_json,
+        "Datastream": st.fixed_dictionaries({"@iot.id": st.integers() | st.text(max_size=3)})
+        | _any_json,
+        "@iot.selfLink": st.text(max_size=5) | _any_json,
+        "extra": _any_json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(_feed_rows, max_size=6), typed=st.lists(st.booleans(), max_size=6))
+def test_a_feed_page_is_what_was_sent_however_it_is_parsed(rows, typed):
+    """Well-formed rows become FeedRows and the rest stay as parsed, but every row says what the
+    generic parse says: typed decoding changes nothing a quarantine record would show."""
+    well_formed = {
+        "@iot.id": 7,
+        "phenomenonTime": "2026-12-01T00:15:00+08:00",
+        "resultTime": "2026-11-30T16:08:53Z",
+        "result": 1.5,
+        "Datastream": {"@iot.id": 3},
+    }
+    rows = [well_formed if t else r for r, t in zip(rows, typed, strict=False)] + rows[len(typed) :]
+    body = json.dumps({"value": rows, "@iot.nextLink": "next"}).encode()
+    parsed = parse_feed_page(body)
+    assert parsed["@iot.nextLink"] == "next"
+    assert [as_json_row(r) for r in parsed["value"]] == parse_collection(body)["value"]
+    assert all(type(r) is FeedRow for r, t in zip(parsed["value"], typed, strict=False) if t)
+
+
+def test_a_feed_page_with_bare_nan_falls_back_and_keeps_the_well_formed_rows_typed():
+    body = (
+        b'{"value":[{"@iot.id":1,"phenomenonTime":"2026-12-01T00:15:00+08:00",'
+        b'"resultTime":"2026-11-30T16:08:53Z","result":NaN,"Datastream":{"@iot.id":3}},'
+        b'{"@iot.id":2,"phenomenonTime":"2026-12-01T00:15:00+08:00",'
+        b'"resultTime":"2026-11-30T16:08:53Z","result":2.5,"Datastream":{"@iot.id":3},"x":1}]}'
+    )
+    first, second = parse_feed_page(body)["value"]
+    assert type(first) is FeedRow and math.isnan(first.result)
+    assert second == {**as_json_row(second), "x": 1} and type(second) is dict
