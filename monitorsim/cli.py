@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-data-faults", action="store_true", help="all data fault rates 0")
     s.add_argument("--http-faults", default="{}", help="JSON, as for POST /faults")
     s.add_argument("--page-max", type=int, default=10_000, help="cap of $top on Observations")
+    s.add_argument(
+        "--pregenerate",
+        action="store_true",
+        help="write every row's JSON before serving (~140 bytes a row): pages then cost nothing",
+    )
     return p
 
 
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from .server import serve
 
     try:
-        serve(config, host=args.host, port=args.port)
+        serve(config, host=args.host, port=args.port, pregenerate=args.pregenerate)
     except KeyboardInterrupt:
         pass
     except OSError as e:

@@ -93,10 +93,14 @@ class _AnnouncingServer(uvicorn.Server):
             print(self.announce, flush=True)
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(
+    config: Config, host: str = "127.0.0.1", port: int = 8765, pregenerate: bool = False
+) -> None:
     """Generate, then serve in the foreground until interrupted."""
     t = time.perf_counter()
     app = build_app(config)
+    if pregenerate:
+        app.feed.pregenerate()
     took = time.perf_counter() - t
     w = app.world
     print(
