@@ -88,6 +88,28 @@ async def test_a_second_pull_and_a_replay_change_nothing(url):
     assert table_state(url)["observation"] == before["observation"]
 
 
+async def test_rows_stored_by_someone_else_meanwhile_are_merged_not_duplicated(url, monkeypatch):
+    """The ingest copies rows later than anything it knows to be stored straight in; when another
+    writer stored one of them meanwhile, the page is merged instead: revisions, not an error."""
+    await run(url, FakePlatform(THINGS, [obs(1, 11, slot(1), 1.0, slot(1))]))
+    rows_of(url, "DELETE FROM ingest_watermark RETURNING source")
+    monkeypatch.setattr(observations.Store, "latest_stored", lambda self, since: {})  # stale
+    result = await run(url, FakePlatform(THINGS, corrected_feed()))
+    stored = rows_of(
+        url,
+        "SELECT phenomenon_time, revision, value, platform_obs_id FROM observation ORDER BY 1, 2",
+    )
+    assert stored == [
+        (slot(1), 0, 1.0, 1),
+        (slot(1), 1, 5.0, 101),
+        (slot(1), 2, 6.0, 103),
+        (slot(1), 3, 5.0, 105),
+        (slot(2), 0, 7.0, 104),
+        (slot(3), 0, 8.0, 107),
+    ]
+    assert (result.stored, result.revisions, result.duplicates) == (2, 3, 2)
+
+
 async def test_a_backfill_into_a_month_without_partition_just_works(url):
     old = T0.replace(year=2025, month=3)
     rows = [obs(1, 11, old, 1.5, T0), obs(2, 11, old + timedelta(days=40), 2.5, T0)]
