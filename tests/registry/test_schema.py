@@ -75,8 +75,21 @@ def test_observation_partitions_are_created_on_demand(engine):
             )
         )
     assert scalar(engine, "SELECT count(*) FROM observation_202512") == 1
-    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
-        conn.execute(sa.text("UPDATE observation_202512 SET value = 2"))
+    for statement in ("UPDATE observation_202512 SET value = 2", "TRUNCATE observation_202512"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert scalar(engine, "SELECT count(*) FROM observation_202512") == 1
+
+
+def test_partitions_made_before_the_truncate_guard_get_it(empty_db_url):
+    migrate.upgrade(empty_db_url, "0003")
+    eng = make_engine(empty_db_url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("SELECT geocredit_ensure_observation_partition('2025-11-01')"))
+    migrate.upgrade(empty_db_url)
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), eng.begin() as conn:
+        conn.execute(sa.text("TRUNCATE observation_202511"))
+    eng.dispose()
 
 
 def _verify(engine) -> audit.AuditReport:
