@@ -17,9 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 Row = dict[str, Any]
 
-INSPECTION_EVERY_MONTHS = 3
-"""Key supervision means a quarterly inspection (rulebook condition KEY_SUPERVISION, 三)."""
-
 
 def _current(table: str, alias: str, key: str) -> str:
     """The latest version per identity: no later row of the same identity exists."""
@@ -341,10 +338,16 @@ async def companies(
 
 
 async def supervision_list(
-    conn: AsyncConnection, now: datetime, today: date, first: int, after: tuple[date, int] | None
+    conn: AsyncConnection,
+    now: datetime,
+    today: date,
+    every_months: int,
+    first: int,
+    after: tuple[date, int] | None,
 ) -> Page:
     """The key-supervision list: companies graded C or D, or listed, with their last inspection
-    and the next one due (quarterly; now when never inspected), soonest due first."""
+    and the next one due (`every_months` after it; today when never inspected), soonest due
+    first."""
     keyset = "WHERE (due.next_due, due.id) > (:after_due, :after_id)" if after else ""
     sql = f"""
         SELECT * FROM (
@@ -362,7 +365,7 @@ async def supervision_list(
     params: dict[str, Any] = {
         "now": now,
         "today": today,
-        "every": INSPECTION_EVERY_MONTHS,
+        "every": every_months,
         "limit": first + 1,
     }
     if after:

@@ -349,6 +349,11 @@ class ReasonTexts(_Model):
     STALE_SCORE: Text
 
 
+class Supervision(_Model):
+    clause: Clause
+    inspection_every_months: int = Field(ge=1, le=12)
+
+
 class Rulebook(_Model):
     version: str = Field(pattern=r"^\d{4}\.\d+$")
     applies_from: date
@@ -362,6 +367,7 @@ class Rulebook(_Model):
     listing: ListingParams
     rules: Rules
     conditions: dict[Text, Condition]
+    supervision: Supervision
     decisions: dict[ApplicationKind, DecisionRow]
     reasons: ReasonTexts
 

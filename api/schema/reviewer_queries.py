@@ -86,7 +86,7 @@ class Query:
         *FILE_READERS,
         description=(
             "The key-supervision list (重点监督): companies graded C or D, or listed, with their "
-            "last inspection and the next one due (quarterly), soonest due first."
+            "last inspection and the next one due (rulebook: quarterly), soonest due first."
         ),
     )
     async def supervision_list(
@@ -96,7 +96,12 @@ class Query:
         today = periods.local_date(ctx.now, ctx.services.rulebook)
         async with ctx.services.reads.connect() as conn:
             page = await creditfile.supervision_list(
-                conn, ctx.now, today, page_size(first), decode_cursor(after, _due_cursor)
+                conn,
+                ctx.now,
+                today,
+                ctx.services.rulebook.supervision.inspection_every_months,
+                page_size(first),
+                decode_cursor(after, _due_cursor),
             )
         edges = [
             (

@@ -68,6 +68,7 @@ def test_policy_numbers():
     assert (rb.listing.min_months_score, rb.listing.min_months_critical) == (6, 12)
     assert rb.listing.max_months == 36
     assert rb.monitoring.finality_days == 3 and rb.monitoring.outage_share == 0.5
+    assert rb.supervision.inspection_every_months == 3  # 三: 每季度开展一次监督检查
 
 
 def test_decision_table_per_application_kind():
@@ -155,6 +156,8 @@ def test_invalid_toml_is_a_rulebook_error(tmp_path):
         ("heating_season.default.start", "01-15", "heating_season.default.end",
          "across the new year"),
         ("monitoring.slot_minutes", 7, "monitoring.slot_minutes", "must divide 60"),
+        ("supervision.inspection_every_months", 0, "supervision.inspection_every_months",
+         "greater than or equal to 1"),
         ("timezone", "Mars/Olympus", "timezone", "unknown time zone"),
         ("decisions.NEW_WELL", _DELETE, "decisions.NEW_WELL", "missing application kind"),
         ("decisions.NEW_WELL.conditions", ["SMILE"], "decisions.NEW_WELL.conditions[0]",
