@@ -72,7 +72,7 @@ class Services:
             kwargs={"autocommit": True, **db.connect_args()},
             min_size=2,
             max_size=10,
-            timeout=db.CONNECT_TIMEOUT_S + 2,
+            timeout=db.CONNECT_TIMEOUT_S,  # to wait for a connection: then the read fails
             open=False,
             name="decision-reads",
         )
@@ -80,13 +80,17 @@ class Services:
     async def decision_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         """`read` on a pooled autocommit connection. Pooled connections are not pinged before
         use: when one turns out dead (a database restart kills them all), the pool is told to
-        test and replace its idle ones, and the read — safe to repeat — runs once more."""
+        test and replace its idle ones, and the read — safe to repeat — runs once more. Any
+        other failure (no connection within the timeout, a cancelled query) is not repeated."""
         if self.decision_pool.closed:
             await self.decision_pool.open()
+        conn = None
         try:
             async with self.decision_pool.connection() as conn:
                 return await read(conn)
         except psycopg.OperationalError:
+            if conn is None or not conn.broken:
+                raise
             await self.decision_pool.check()
         async with self.decision_pool.connection() as conn:
             return await read(conn)

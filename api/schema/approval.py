@@ -208,10 +208,7 @@ class Query:
     ) -> Eligibility:
         code = _code(credit_code)
         ctx = info.context
-        # A direct read: the DataLoader's task and futures cost more than they save here (an
-        # operation may alias `eligibility` at most MAX_ALIASES times).
-        found = await ctx.services.decision_read(lambda conn: load_standings(conn, [code], ctx.now))
-        filed = found[code]
+        filed = await ctx.standings.load(code)  # one read for all aliased eligibility fields
         decision = decide(filed.standing if filed else None, kind, ctx.services.rulebook, ctx.now)
         _count(info, [(decision, kind)], "eligibility")
         return _eligibility(code, filed, decision)
