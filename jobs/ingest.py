@@ -38,6 +38,8 @@ from jobs.observations import (
     to_datetime,
 )
 from jobs.platform import (
+    MAX_ID,
+    MIN_ID,
     NextLinkLoop,
     PlatformClient,
     PlatformError,
@@ -314,7 +316,9 @@ class Splitter:
         oid = row.get("@iot.id")
         if type(oid) is str and oid.isdigit():
             oid = int(oid)
-        return None if rt is None or type(oid) is not int else (rt, oid)
+        if rt is None or type(oid) is not int or not MIN_ID <= oid <= MAX_ID:
+            return None
+        return rt, oid
 
     def _verdict(self, row: dict, pair: tuple[int, int], batch: Batch) -> tuple | None:
         """Every rule, in order: (stream, phenomenon µs, canonical value), or None (quarantined)."""
@@ -414,7 +418,8 @@ def quick_gil_handoff(seconds: float = 0.0005):
     """A shorter GIL switch interval while pages are stored. The storing thread wakes each time
     PostgreSQL has taken its data or answered, and with the default 5 ms it then waits for the
     checking thread to let go of the GIL while PostgreSQL idles: 1M rows stored in 12 s of COPY
-    at 5 ms, 8.8 s at 0.5 ms."""
+    at 5 ms, 8.8 s at 0.5 ms. The interval is the process's: under `geocredit serve` the API's
+    threads switch as often during a pull (which only shortens their waits)."""
     previous = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
     try:

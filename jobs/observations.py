@@ -243,11 +243,15 @@ def month_of(us: int) -> date:
 
 
 def _widen_send_buffer(conn: psycopg.Connection) -> None:
-    """Let the kernel take a whole page of COPY data at once: with the default buffer
-    (~200 kB) the storing thread wakes, and waits for the GIL, each time PostgreSQL has read
-    the next part, while PostgreSQL idles. Best effort: the kernel caps it (net.core.wmem_max)."""
+    """Let the kernel take a whole page of COPY data at once on a local (unix) socket: with its
+    default buffer (~200 kB) the storing thread wakes, and waits for the GIL, each time
+    PostgreSQL has read the next part, while PostgreSQL idles. TCP sockets are left alone: a
+    fixed SO_SNDBUF would turn their autotuning off (up to 4 MB) and could shrink them."""
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        if sock.family == socket.AF_UNIX:
+            current = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if current < SEND_BUFFER_BYTES:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 class Busy(RuntimeError):

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import httpx
@@ -118,6 +119,10 @@ def parse_json(body: bytes) -> object:
         raise InvalidBody(f"invalid JSON ({len(body)} bytes): {exc}") from None
 
 
+MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # an @iot.id is stored as a bigint
+_Id = Annotated[int, msgspec.Meta(ge=MIN_ID, le=MAX_ID)]
+
+
 class _FeedDatastream(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     id: int | str = msgspec.field(name="@iot.id")
     self_link: str = msgspec.field(name="@iot.selfLink", default=msgspec.UNSET)
@@ -128,12 +133,18 @@ class FeedRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     so `as_json_row` gives back exactly what was received (field names are the platform's).
     Several times cheaper than a dict to build, read and free; not tracked by the cyclic GC."""
 
-    id: int = msgspec.field(name="@iot.id")
+    id: _Id = msgspec.field(name="@iot.id")
     phenomenonTime: str
     resultTime: str
     result: float | int | str | None
     Datastream: _FeedDatastream
     self_link: str = msgspec.field(name="@iot.selfLink", default=msgspec.UNSET)
+    datastream_link: str = msgspec.field(
+        name="Datastream@iot.navigationLink", default=msgspec.UNSET
+    )
+    feature_link: str = msgspec.field(
+        name="FeatureOfInterest@iot.navigationLink", default=msgspec.UNSET
+    )
     validTime: str = msgspec.field(default=msgspec.UNSET)
     resultQuality: object = msgspec.field(default=msgspec.UNSET)
     parameters: dict = msgspec.field(default=msgspec.UNSET)

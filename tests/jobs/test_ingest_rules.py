@@ -1,11 +1,13 @@
 """The row rules of the ingest (agreed with monitorsim's /truth), on single rows, no database."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from jobs import validation
 from jobs.ingest import Splitter, streams_by_ref
+from jobs.platform import parse_feed_page
 from tests.jobs.ingest_fake import obs
 
 T = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
@@ -24,8 +26,10 @@ STREAMS = [
 
 
 def split(rows, position=None):
+    """Check rows as the pull does: parsed from the page's JSON (typed where they fit)."""
     splitter = Splitter(streams_by_ref(STREAMS), {}, 0, "Asia/Shanghai")
-    return splitter.split(rows, position)
+    page = json.dumps({"value": rows}).encode()
+    return splitter.split(parse_feed_page(page)["value"], position)
 
 
 def verdict(ds, result, pt=T, rt=None):
@@ -109,6 +113,8 @@ def test_future_time_is_more_than_15_minutes_after_result_time():
         {"@iot.id": None},
         {"@iot.id": "x1"},
         {"@iot.id": True},
+        {"@iot.id": 2**63},  # platform_obs_id is a bigint
+        {"@iot.id": -(2**63) - 1},
     ],
 )
 def test_rows_without_a_valid_result_time_and_id_are_malformed(change):

@@ -230,6 +230,7 @@ _feed_rows = st.fixed_dictionaries(
         "Datastream": st.fixed_dictionaries({"@iot.id": st.integers() | st.text(max_size=3)})
         | _any_json,
         "@iot.selfLink": st.text(max_size=5) | _any_json,
+        "FeatureOfInterest@iot.navigationLink": st.text(max_size=5) | _any_json,
         "extra": _any_json,
     },
 )
@@ -265,3 +266,19 @@ def test_a_feed_page_with_bare_nan_falls_back_and_keeps_the_well_formed_rows_typ
     first, second = parse_feed_page(body)["value"]
     assert type(first) is FeedRow and math.isnan(first.result)
     assert second == {**as_json_row(second), "x": 1} and type(second) is dict
+
+
+def test_rows_as_standard_servers_send_them_are_typed():
+    """FROST and others add self and navigation links to every row when no $select is asked."""
+    row = {
+        "@iot.selfLink": "https://p/v1.1/Observations(5)",
+        "@iot.id": 5,
+        "phenomenonTime": "2026-12-01T00:15:00+08:00",
+        "resultTime": "2026-11-30T16:08:53Z",
+        "result": 2.5,
+        "Datastream@iot.navigationLink": "https://p/v1.1/Observations(5)/Datastream",
+        "FeatureOfInterest@iot.navigationLink": "https://p/v1.1/Observations(5)/FeatureOfInterest",
+        "Datastream": {"@iot.selfLink": "https://p/v1.1/Datastreams(3)", "@iot.id": 3},
+    }
+    (parsed,) = parse_feed_page(json.dumps({"value": [row]}).encode())["value"]
+    assert type(parsed) is FeedRow and as_json_row(parsed) == row
