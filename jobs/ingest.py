@@ -34,7 +34,6 @@ from jobs.observations import (
     Stored,
     Target,
     month_of,
-    pack_new,
     to_datetime,
 )
 from jobs.platform import (
@@ -252,7 +251,7 @@ class Splitter:
     def split(self, rows: list, position: tuple[int, int] | None) -> Batch:
         """Check every row of a page; rows at or below `position` (already stored) are skipped."""
         batch = Batch()
-        new, merge, dirty = batch.new.extend, batch.merge.append, batch.dirty.add
+        new, merge, dirty = batch.new.append, batch.merge.append, batch.dirty.add
         pts: set[int] = set()
         streams, latest, floor, days = self.streams, self.latest, self.floor, self.days
         times = _Times()
@@ -299,7 +298,7 @@ class Splitter:
             pts.add(pt)
             if pt > latest.get(ds_id, floor):
                 latest[ds_id] = pt
-                new(pack_new(target, pt, value, pair[0], pair[1]))
+                new((target, seq, pt, value, pair[0], pair[1]))
                 dirty((ds_id, days[pt]))
             else:
                 merge((target, seq, pt, value, pair[0], pair[1]))

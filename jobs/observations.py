@@ -30,17 +30,15 @@ APPLICATION_NAME = "geocredit-ingest"  # of the storing connection, for pg_stat_
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-PG_EPOCH_US = 946_684_800 * 1_000_000  # binary timestamptz counts µs from 2000-01-01
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # binary timestamptz counts µs from 2000-01-01
 
 SEND_BUFFER_BYTES = 4 << 20  # a page of COPY data is ~1 MB
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _TRAILER = struct.pack("!h", -1)
-# A row copied straight into `observation`: the field count, then (length, value) of well_id,
-# datastream_id, revision 0, phenomenon_time, value, result_time, platform_obs_id.
-NEW_ROW = struct.Struct("!hiiiiihiqidiqiq")
-# A staged row, after its prefix (field count, well_id, datastream_id): seq, then the same.
-_STAGE_ROW = struct.Struct("!iiiqidiqiq")
+# after a row's prefix (field count, well_id, datastream_id[, revision 0]):
+_NEW_ROW = struct.Struct("!iqidiqiq")  # phenomenon_time, value, result_time, platform_obs_id
+_STAGE_ROW = struct.Struct("!iiiqidiqiq")  # seq, then the same
 
 
 def to_datetime(us: int | None) -> datetime | None:
@@ -49,29 +47,26 @@ def to_datetime(us: int | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where a datastream's rows go: its well and datastream ids, and its staged rows' prefix."""
+    """Where a datastream's rows go: binary COPY prefixes with its well and datastream ids."""
 
-    well_id: int
     datastream_id: int
+    new_prefix: bytes
     stage_prefix: bytes
 
     @classmethod
     def of(cls, well_id: int, datastream_id: int) -> "Target":
-        return cls(well_id, datastream_id, struct.pack("!hiiii", 7, 4, well_id, 4, datastream_id))
-
-
-def pack_new(target: Target, pt: int, value: float, rt: int, oid: int) -> bytes:
-    """A row copied as new (times in µs since 1970), as NEW_ROW COPY data."""
-    well, ds, off = target.well_id, target.datastream_id, PG_EPOCH_US
-    return NEW_ROW.pack(7, 4, well, 4, ds, 2, 0, 8, pt - off, 8, value, 8, rt - off, 8, oid)
+        return cls(
+            datastream_id,
+            struct.pack("!hiiiiih", 7, 4, well_id, 4, datastream_id, 2, 0),
+            struct.pack("!hiiii", 7, 4, well_id, 4, datastream_id),
+        )
 
 
 @dataclass
 class Batch:
-    """One page, checked. A merge row is (target, seq, phenomenon µs, value, result µs,
-    @iot.id); the rows copied as new are kept as their COPY data already (NEW_ROW each)."""
+    """One page, checked. A good row is (target, seq, phenomenon µs, value, result µs, @iot.id)."""
 
-    new: bytearray = field(default_factory=bytearray)
+    new: list[tuple] = field(default_factory=list)
     merge: list[tuple] = field(default_factory=list)
     dirty: set[tuple[int, int]] = field(default_factory=set)  # (datastream_id, day ordinal) of new
     quarantine: list[tuple] = field(default_factory=list)  # rows with a valid (resultTime, id)
@@ -80,26 +75,13 @@ class Batch:
     months: set[date] = field(default_factory=set)  # partitions the good rows need
     last: tuple[int, int] | None = None  # the greatest (resultTime µs, @iot.id) read
     overlap: int = 0  # rows at or below the watermark, skipped
-    copy_new: bytes | None = None  # `new` as a whole binary COPY, once encoded
+    copy_new: bytes | None = None  # `new` as binary COPY data, once encoded
     dirty_text: tuple[str, str] = ("{}", "{}")  # `dirty` as array literals (ids, day ordinals)
 
-    @property
-    def new_count(self) -> int:
-        return len(self.new) // NEW_ROW.size
-
-    def new_rows(self) -> list[tuple]:
-        """The new rows as merge rows, each ahead of the page's merge rows (seq < 0): of its key,
-        a row copied as new is always the page's first."""
-        n, off = self.new_count, PG_EPOCH_US
-        return [
-            (Target.of(row[2], row[4]), i - n, row[8] + off, row[10], row[12] + off, row[14])
-            for i, row in enumerate(NEW_ROW.iter_unpack(self.new))
-        ]
-
     def encode(self) -> "Batch":
-        """The whole COPY of the new rows, and the dirty days as text — made by the checking
-        side, so that PostgreSQL is not idle while the storing side prepares them."""
-        self.copy_new = b"".join((_SIGNATURE, self.new, _TRAILER))
+        """Turn the new rows and dirty days into the bytes and text the store sends — done by
+        the checking side, so that PostgreSQL is not idle while the storing side packs."""
+        self.copy_new = _new_copy(self.new)
         days = sorted(self.dirty)
         self.dirty_text = (
             "{" + ",".join([str(d) for d, _ in days]) + "}",
@@ -222,9 +204,24 @@ FROM datastream d
 """
 
 
+def _new_copy(rows: list[tuple]) -> bytes:
+    pack = _NEW_ROW.pack
+    off = _PG_EPOCH_US
+    return b"".join(
+        [
+            _SIGNATURE,
+            *(
+                t.new_prefix + pack(8, pt - off, 8, v, 8, rt - off, 8, oid)
+                for t, _, pt, v, rt, oid in rows
+            ),
+            _TRAILER,
+        ]
+    )
+
+
 def _stage_copy(rows: list[tuple]) -> bytes:
     pack = _STAGE_ROW.pack
-    off = PG_EPOCH_US
+    off = _PG_EPOCH_US
     return b"".join(
         [
             _SIGNATURE,
@@ -344,14 +341,14 @@ class Store:
             return self._store(batch, batch.merge, new=True)
         except errors.UniqueViolation:
             # A "new" row was stored already (by someone else): merge every row instead.
-            rows = sorted(batch.new_rows() + batch.merge, key=lambda r: r[1])
+            rows = sorted(batch.new + batch.merge, key=lambda r: r[1])
             return self._store(batch, rows, new=False)
 
     def _store(self, batch: Batch, merge: list[tuple], new: bool) -> Stored:
         """COPY the rows (the batch's new ones if `new`), then one statement: merge, dirty
         days, watermark."""
         conn = self.conn
-        n_new = batch.new_count if new else 0
+        n_new = len(batch.new) if new else 0
         with conn.transaction(), conn.cursor() as cur:
             if n_new:
                 with cur.copy(_COPY_NEW) as copy:

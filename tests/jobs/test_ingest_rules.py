@@ -37,7 +37,7 @@ def verdict(ds, result, pt=T, rt=None):
     batch = split([obs(1, ds, pt, result, rt)])
     if batch.quarantine:
         return batch.quarantine[0][0], None
-    (row,) = batch.new_rows() + batch.merge
+    (row,) = batch.new + batch.merge
     return None, row[3]
 
 
@@ -153,14 +153,14 @@ def test_rows_at_or_below_the_watermark_pair_are_skipped():
     rows = [obs(i, 1, T - timedelta(minutes=15 * i), 1.0, rt) for i in (5, 6, 7)]
     position = (int((rt - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6), 6)
     batch = split(rows, position)
-    assert batch.overlap == 2 and batch.new_count == 1
+    assert batch.overlap == 2 and len(batch.new) == 1
     assert batch.last == (position[0], 7)
 
 
 def test_phenomenon_time_may_be_an_interval_its_end_counts():
     row = obs(1, 1, T, 1.0)
     row["phenomenonTime"] = "2026-12-01T11:45:00+08:00/2026-12-01T12:00:00+08:00"
-    (good,) = split([row]).new_rows()
+    (good,) = split([row]).new
     assert good[2] == int((T - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)
 
 
@@ -168,7 +168,7 @@ def test_new_and_merge_paths():
     """A row later than anything stored for its datastream is new; the rest are merged."""
     rows = [obs(1, 1, T, 1.0), obs(2, 1, T, 2.0), obs(3, 1, T - timedelta(hours=1), 3.0)]
     batch = split(rows)
-    assert [r[3] for r in batch.new_rows()] == [1.0]
+    assert [r[3] for r in batch.new] == [1.0]
     assert [r[3] for r in batch.merge] == [2.0, 3.0]
 
 
