@@ -185,21 +185,23 @@ async def store_things(session: AsyncSession, things: list) -> SyncResult:
 
 
 async def _upsert_datastreams(session: AsyncSession, rows: list[dict]) -> int:
+    """Insert new datastreams and update changed ones; the number of rows written. Sent as an
+    executemany, which SQLAlchemy batches into multi-row statements compiled once ("insert
+    many values"), instead of a VALUES list compiled afresh for every chunk."""
+    if not rows:
+        return 0
     table = Datastream.__table__
-    changed = 0
-    for i in range(0, len(rows), 2000):
-        stmt = insert(table).values(rows[i : i + 2000])
-        new = stmt.excluded
-        columns = ("well_id", "indicator", "unit", "accumulation", "name")
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["platform_id"],
-            set_={**{c: new[c] for c in columns}, "updated_at": sa.func.now()},
-            where=sa.tuple_(*(table.c[c] for c in columns)).is_distinct_from(
-                sa.tuple_(*(new[c] for c in columns))
-            ),
-        ).returning(table.c.id)
-        changed += len((await session.execute(stmt)).all())
-    return changed
+    stmt = insert(table)
+    new = stmt.excluded
+    columns = ("well_id", "indicator", "unit", "accumulation", "name")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["platform_id"],
+        set_={**{c: new[c] for c in columns}, "updated_at": sa.func.now()},
+        where=sa.tuple_(*(table.c[c] for c in columns)).is_distinct_from(
+            sa.tuple_(*(new[c] for c in columns))
+        ),
+    ).returning(table.c.id)
+    return len((await session.execute(stmt, rows)).all())
 
 
 async def sync_things(
