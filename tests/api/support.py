@@ -108,7 +108,11 @@ class Server:
 
 class GraphQL:
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
+        # Idle connections are dropped after 1 s, before the server may close them: reusing
+        # one the server is closing fails as "Server disconnected without sending a response".
+        self.http = httpx.Client(
+            base_url=url, timeout=30, limits=httpx.Limits(keepalive_expiry=1.0)
+        )
 
     def post(self, query: str, variables: dict | None = None, token: str | None = None, **kw):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
