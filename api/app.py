@@ -24,7 +24,7 @@ from api.errors import BAD_REQUEST, ApiError, Unauthenticated
 from api.observability import Metrics, configure_logging, log, request_id_middleware
 from api.rest import ROUTES
 from api.schema import build_schema
-from api.schema.extensions import apply_error_policy
+from api.schema.errors import apply_error_policy
 from registry import db, migrate
 from registry.settings import Settings, get_settings
 from scoring.rulebook import load_rulebook

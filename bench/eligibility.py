@@ -9,9 +9,9 @@ On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
   (same auth, same query, same `decide`), `--connections` keep-alive connections: rps, p50, p99,
   and the ratio GraphQL rps / REST rps. Goals: ratio ≥ 0.5, p99 < 50 ms.
 - `eligibilities` with 1,000 codes, one at a time: server time (Server-Timing) and latency.
-  Goal: < 100 ms server time, and ≤ 2× graphql-core's own floor: executing the same document to
-  the same result from trivial resolvers (dict lookups), timed in this process right after each
-  server run.
+  Goal (ARCHITECTURE.md, in place of the issue's < 100 ms): ≤ 2× graphql-core's own floor:
+  executing the same document to the same result from trivial resolvers (dict lookups), timed
+  in this process right after each server run.
 Besides wall-clock figures it reports the server process's CPU time per request (from /proc),
 which other load on the machine does not distort; the floor is CPU time too.
 """
@@ -456,7 +456,7 @@ def main() -> None:
                 f"{g['p99_ms']:.1f} ms (goal < 50)"
             )
             print(
-                f"eligibilities × 1000: server {server_ms:.1f} ms wall (goal < 100), "
+                f"eligibilities × 1000: server {server_ms:.1f} ms wall, "
                 f"{cpu_ms:.1f} ms CPU; client {client_ms:.1f} ms; graphql-core floor "
                 f"{floor:.1f} ms CPU → {floor_ratio:.2f}× the floor, median of per-run ratios "
                 "(goal ≤ 2)"

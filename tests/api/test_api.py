@@ -268,7 +268,7 @@ def test_a_bad_variable_is_a_validation_error(gql, tokens):
 
 async def test_the_operation_depth_limit():
     """No field of this schema nests deeper than the limit yet: check the limiter on a low one."""
-    from api.schema.extensions import apply_error_policy
+    from api.schema.errors import apply_error_policy
 
     result = await build_schema(max_depth=1).execute(
         '{ eligibility(creditCode: "x", kind: NEW_WELL) { company { name } } }'

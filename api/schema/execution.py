@@ -1,0 +1,184 @@
+"""How an operation runs: parsed and validated once per distinct query text, then executed by
+graphql-core on the strawberry schema, timed and counted per operation.
+
+This replaces strawberry's extension runner (ParserCache, ValidationCache, MaxTokensLimiter,
+AddValidationRules and a metrics extension), whose per-request context managers cost more CPU
+than executing an `eligibility` query; the rules and limits applied are the same."""
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import strawberry
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import ASTValidationRule
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema._graphql_core import execute, execution_context_class_kwargs
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_operation_type
+
+CACHEABLE_QUERY_CHARS = 64 * 1024
+"""Longer query texts are prepared anew each time, so the cache's memory stays bounded."""
+
+
+@dataclass
+class Prepared:
+    """A query text, parsed and validated: its document, or the errors that stop it."""
+
+    document: DocumentNode | None
+    errors: list[GraphQLError] | None
+    labels: dict[str | None, str] = field(default_factory=dict)  # operationName → metric label
+
+
+class Executor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor refers to itself through its resolve-info helpers (bound methods):
+    a cycle that keeps each request's objects (context, loaders, results; ~100) alive until
+    the cyclic GC runs — and, under load, until a full collection, which stalls every request in
+    flight. Breaking it once the response is built lets reference counting free them at once."""
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
+
+
+class Schema(strawberry.Schema):
+    def __init__(
+        self,
+        *,
+        max_tokens: int,
+        rules: Iterable[type[ASTValidationRule]],
+        cache_size: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(execution_context_class=Executor, **kwargs)
+        self.max_tokens = max_tokens
+        self.rules = (
+            *specified_rules,
+            *rules,
+            MaybeNullValidationRule,  # strawberry's own rules, as its validation adds them
+            OneOfInputValidationRule,
+        )
+        self._cached_prepare = lru_cache(maxsize=cache_size)(self._prepare)
+        self._execution_kwargs = execution_context_class_kwargs(self.execution_context_class)
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Logging is the error policy's (api.schema.errors), which knows which errors are
+        expected."""
+
+    def prepare(self, query: str) -> Prepared:
+        if len(query) > CACHEABLE_QUERY_CHARS:
+            return self._prepare(query)
+        return self._cached_prepare(query)
+
+    def _prepare(self, query: str) -> Prepared:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError as error:
+            return Prepared(None, [error])
+        return Prepared(document, validate(self._schema, document, self.rules) or None)
+
+    async def execute(  # strawberry's signature
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if not query:
+            raise MissingQueryError
+        started = time.perf_counter()
+        prepared = self.prepare(query)
+        result = ExecutionResult(data=None, errors=prepared.errors)
+        failed = True
+        try:
+            if prepared.document is not None:
+                try:  # strawberry's rule: without a name, the first operation's type
+                    kind = get_operation_type(prepared.document, operation_name)
+                except RuntimeError as e:
+                    raise CannotGetOperationTypeError(operation_name) from e
+                if allowed_operation_types is not None and kind not in allowed_operation_types:
+                    raise InvalidOperationTypeError(kind)
+                if prepared.errors is None:
+                    result = await self._run(
+                        prepared.document,
+                        variable_values,
+                        context_value,
+                        root_value,
+                        operation_name,
+                    )
+            failed = bool(result.errors)
+        finally:
+            services = getattr(context_value, "services", None)
+            if services is not None:
+                label = _label(self, prepared, operation_name)
+                services.metrics.graphql_operations.labels(label, "error" if failed else "ok").inc()
+                services.metrics.graphql_latency.labels(label).observe(
+                    time.perf_counter() - started
+                )
+        return result
+
+    async def _run(self, document, variables, context, root, operation_name) -> ExecutionResult:
+        outcome = execute(
+            self._schema,
+            document,
+            root_value=root,
+            context_value=context,
+            variable_values=variables,
+            operation_name=operation_name,
+            is_awaitable=optimized_is_awaitable,
+            **self._execution_kwargs,
+        )
+        if optimized_is_awaitable(outcome):
+            outcome = await outcome
+        return ExecutionResult(data=outcome.data, errors=outcome.errors)
+
+    def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        raise NotImplementedError("the resolvers are async: use execute")
+
+
+def _label(schema: Schema, prepared: Prepared, operation_name: str | None) -> str:
+    """The operation's metric label: its type and root fields, a bounded set — names that are
+    not in the schema make it `invalid`."""
+    label = prepared.labels.get(operation_name)
+    if label is None:
+        label = _operation_label(schema, prepared.document, operation_name)
+        if len(prepared.labels) < 16:  # operation names come from the caller: keep a few
+            prepared.labels[operation_name] = label
+    return label
+
+
+def _operation_label(schema: Schema, document: DocumentNode | None, name: str | None) -> str:
+    operation = document and get_operation_ast(document, name)
+    if not isinstance(operation, OperationDefinitionNode):
+        return "invalid"
+    root = schema._schema.get_root_type(operation.operation)
+    names = set()
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode):
+            names.add("fragment")
+        elif root is not None and selection.name.value in root.fields:
+            names.add(selection.name.value)
+        elif not selection.name.value.startswith("__"):
+            return "invalid"
+    return f"{operation.operation.value}:{'+'.join(sorted(names)) or 'introspection'}"
