@@ -1,7 +1,6 @@
 """What a request runs with: the process-wide services, and per request the caller, the clock and
 fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
 
-import gc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from strawberry.litestar import BaseContext
 
 from api.errors import Unauthenticated
 from api.observability import Metrics
-from registry import auth, db
+from registry import auth, db, heap
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
 from scoring.rulebook import Rulebook
@@ -56,7 +55,6 @@ class Services:
     production: bool
     database_url: str
     tokens: TokenCache = field(default_factory=TokenCache)
-    heap_frozen: bool = False
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     reads: AsyncEngine = field(init=False)
     decision_pool: AsyncConnectionPool = field(init=False)
@@ -134,22 +132,11 @@ def standings_loader(services: Services, now: datetime) -> DataLoader[str, Filed
     return DataLoader(load_fn=load)
 
 
-def _freeze_heap(services: Services) -> None:
-    """Once per process, at the first GraphQL request (the app, schema and pools are built by
-    then): move what exists into the garbage collector's permanent generation. A 1,000-code
-    batch allocates enough to trigger full collections, and each would otherwise walk every
-    long-lived object of the process (~200k: modules, schema, pools) — a fifth of its CPU."""
-    services.heap_frozen = True
-    gc.collect()
-    gc.freeze()
-
-
 async def graphql_context(request: Request) -> Context:
     """Litestar dependency: authenticate (401 before GraphQL runs) and build the context.
     A plain GET without a query opens GraphiQL and needs no token."""
     services: Services = request.app.state.services
-    if not services.heap_frozen:
-        _freeze_heap(services)
+    heap.freeze_long_lived()  # at the first request: the app, schema and pools exist by then
     client = None
     if request.method != "GET" or "query" in request.query_params:
         client = await services.authenticate(request.headers.get("authorization"))

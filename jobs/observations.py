@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import struct
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,6 +40,7 @@ _TRAILER = struct.pack("!h", -1)
 # after a row's prefix (field count, well_id, datastream_id[, revision 0]):
 _NEW_ROW = struct.Struct("!iqidiqiq")  # phenomenon_time, value, result_time, platform_obs_id
 _STAGE_ROW = struct.Struct("!iiiqidiqiq")  # seq, then the same
+_NEW_COPY_ROW = struct.Struct("!hiiiiih" + _NEW_ROW.format[1:])  # Target.new_prefix + _NEW_ROW
 
 
 def to_datetime(us: int | None) -> datetime | None:
@@ -76,18 +78,38 @@ class Batch:
     last: tuple[int, int] | None = None  # the greatest (resultTime µs, @iot.id) read
     overlap: int = 0  # rows at or below the watermark, skipped
     copy_new: bytes | None = None  # `new` as binary COPY data, once encoded
+    new_seqs: array | None = None  # and their seqs, for the rare merge of every row
+    new_count: int = 0
     dirty_text: tuple[str, str] = ("{}", "{}")  # `dirty` as array literals (ids, day ordinals)
 
     def encode(self) -> "Batch":
         """Turn the new rows and dirty days into the bytes and text the store sends — done by
-        the checking side, so that PostgreSQL is not idle while the storing side packs."""
+        the checking side, so that PostgreSQL is not idle while the storing side packs.
+
+        The rows' tuples are dropped then: freed by reference counting before the cyclic GC
+        ever walks them (10^4 per page, which would otherwise be walked again as they age)."""
         self.copy_new = _new_copy(self.new)
+        self.new_seqs = array("i", [row[1] for row in self.new])
+        self.new_count = len(self.new)
         days = sorted(self.dirty)
         self.dirty_text = (
             "{" + ",".join([str(d) for d, _ in days]) + "}",
             "{" + ",".join([str(day) for _, day in days]) + "}",
         )
+        self.new, self.dirty = [], set()
         return self
+
+    def decoded_new(self) -> list[tuple]:
+        """The new rows back from their COPY data."""
+        assert self.copy_new is not None and self.new_seqs is not None
+        off = _PG_EPOCH_US
+        body = memoryview(self.copy_new)[len(_SIGNATURE) : -len(_TRAILER)]
+        return [
+            (Target.of(well, ds), seq, pt + off, v, rt + off, oid)
+            for seq, (_, _, well, _, ds, _, _, _, pt, _, v, _, rt, _, oid) in zip(
+                self.new_seqs, _NEW_COPY_ROW.iter_unpack(body), strict=True
+            )
+        ]
 
 
 @dataclass
@@ -341,14 +363,14 @@ class Store:
             return self._store(batch, batch.merge, new=True)
         except errors.UniqueViolation:
             # A "new" row was stored already (by someone else): merge every row instead.
-            rows = sorted(batch.new + batch.merge, key=lambda r: r[1])
+            rows = sorted(batch.decoded_new() + batch.merge, key=lambda r: r[1])
             return self._store(batch, rows, new=False)
 
     def _store(self, batch: Batch, merge: list[tuple], new: bool) -> Stored:
         """COPY the rows (the batch's new ones if `new`), then one statement: merge, dirty
         days, watermark."""
         conn = self.conn
-        n_new = len(batch.new) if new else 0
+        n_new = batch.new_count if new else 0
         with conn.transaction(), conn.cursor() as cur:
             if n_new:
                 with cur.copy(_COPY_NEW) as copy:
