@@ -1,5 +1,5 @@
 """A company's standing as stored: its latest score snapshot, its active listing and the findings
-behind both — read set-based (two queries for any number of credit codes), never recomputed.
+behind both — read set-based (one query for any number of credit codes), never recomputed.
 
 The decision itself is scoring's (`scoring.decision.decide`); this module only reads."""
 
@@ -62,18 +62,28 @@ _COMPANIES = """
     WHERE c.credit_code = ANY(%(codes)s)
 """
 
-# Findings that still count: not voided, overturned or repaired (no finding_event); a pending
-# appeal (no appeal_decision yet) leaves a finding counting, shown as UNDER_APPEAL.
-_FINDINGS = """
-    SELECT f.id, f.key, f.rule_id, f.policy_clause, f.severity, f.deduction, p.code AS project_code,
-           f.window_start, f.window_end, f.final, f.source, f.message, f.evidence,
-           EXISTS (
-               SELECT 1 FROM appeal a WHERE a.finding_id = f.id
-               AND NOT EXISTS (SELECT 1 FROM appeal_decision d WHERE d.appeal_id = a.id)
-           ) AS under_appeal
-    FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
-    WHERE f.id = ANY(%(ids)s)
-      AND NOT EXISTS (SELECT 1 FROM finding_event e WHERE e.finding_id = f.id)
+# A company row per code, repeated once per finding of its snapshot and listing that still
+# counts: not voided, overturned or repaired (no finding_event); a pending appeal (no
+# appeal_decision yet) leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
+# second query for the findings cost the API more CPU than the join.
+_STANDINGS = f"""
+    SELECT c.*, f.*
+    FROM ({_COMPANIES}) c
+    LEFT JOIN LATERAL (
+        SELECT f.id, f.key, f.rule_id, f.policy_clause, f.severity, f.deduction,
+               p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
+               f.message, f.evidence,
+               EXISTS (
+                   SELECT 1 FROM appeal a WHERE a.finding_id = f.id
+                   AND NOT EXISTS (SELECT 1 FROM appeal_decision d WHERE d.appeal_id = a.id)
+               ) AS under_appeal
+        FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
+        WHERE f.id IN (
+            SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
+            UNION SELECT jsonb_array_elements_text(c.listing_findings)::bigint
+        )
+          AND NOT EXISTS (SELECT 1 FROM finding_event e WHERE e.finding_id = f.id)
+    ) f ON true
 """
 
 
@@ -114,17 +124,11 @@ async def load_standings(
     result: dict[str, FiledStanding | None] = dict.fromkeys(wanted)
     if not wanted:
         return result
-    rows = await _fetch(conn, _COMPANIES, {"codes": wanted, "now": now})
-    ids = {
-        int(i)
-        for row in rows
-        for i in (*(row.snapshot_findings or ()), *(row.listing_findings or ()))
-    }
-    reasons: Ranked = {}
-    if ids:
-        found = await _fetch(conn, _FINDINGS, {"ids": sorted(ids)})
-        order = sorted((_finding(r) for r in found), key=lambda pair: most_serious_first(pair[1]))
-        reasons = {fid: (rank, Reason.from_finding(f)) for rank, (fid, f) in enumerate(order)}
+    rows = await _fetch(conn, _STANDINGS, {"codes": wanted, "now": now})
+    found = {row.id: _finding(row) for row in rows if row.id is not None}  # once per finding
+    order = sorted(found.values(), key=lambda pair: most_serious_first(pair[1]))
+    reasons: Ranked = {fid: (rank, Reason.from_finding(f)) for rank, (fid, f) in enumerate(order)}
+    rows = list({row.company_id: row for row in rows}.values())  # once per company
     for row in rows:
         result[row.credit_code] = FiledStanding(
             company_id=row.company_id,

@@ -59,4 +59,4 @@ async def test_eligibilities_cost_a_constant_number_of_queries(
             body = r.json()
             assert "errors" not in body and len(body["data"]["eligibilities"]) == n
             counts[n] = len(statements)
-    assert counts[1] == counts[10] == counts[1000] == 2, counts  # companies, then findings
+    assert counts[1] == counts[10] == counts[1000] == 1, counts  # companies with their findings
