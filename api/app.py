@@ -25,7 +25,7 @@ from api.observability import Metrics, configure_logging, log, request_id_middle
 from api.rest import ROUTES
 from api.schema import build_schema
 from api.schema.errors import apply_error_policy
-from registry import db, migrate
+from registry import db, heap, migrate
 from registry.settings import Settings, get_settings
 from scoring.rulebook import load_rulebook
 
@@ -195,7 +195,7 @@ def create_app(
         exception_handlers={Unauthenticated: _unauthenticated, 413: _too_large},
         after_exception=[_log_unhandled],
         request_max_body_size=MAX_BODY_BYTES,
-        on_startup=[start_scheduler] if with_scheduler else [],
+        on_startup=[heap.freeze_long_lived, *([start_scheduler] if with_scheduler else [])],
         on_shutdown=[stop],
         state=State(
             {

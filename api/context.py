@@ -16,7 +16,7 @@ from strawberry.litestar import BaseContext
 
 from api.errors import Unauthenticated
 from api.observability import Metrics
-from registry import auth, db, heap
+from registry import auth, db
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
 from scoring.rulebook import Rulebook
@@ -64,7 +64,7 @@ class Services:
         # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         # The approval systems' hot path reads on plain psycopg connections: SQLAlchemy's
-        # checkout (greenlet hop, pre-ping round trip) cost more than the two queries.
+        # checkout (greenlet hop, pre-ping round trip) cost more than the query.
         self.decision_pool = AsyncConnectionPool(
             db.libpq_url(self.database_url),
             kwargs={"autocommit": True, **db.connect_args()},
@@ -136,7 +136,6 @@ async def graphql_context(request: Request) -> Context:
     """Litestar dependency: authenticate (401 before GraphQL runs) and build the context.
     A plain GET without a query opens GraphiQL and needs no token."""
     services: Services = request.app.state.services
-    heap.freeze_long_lived()  # at the first request: the app, schema and pools exist by then
     client = None
     if request.method != "GET" or "query" in request.query_params:
         client = await services.authenticate(request.headers.get("authorization"))

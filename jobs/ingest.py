@@ -388,6 +388,7 @@ async def pull(
     `url` is the database (SQLAlchemy URL; default: the configured one); `platform_url` the
     SensorThings service root (default: GEOCREDIT_PLATFORM_URL).
     """
+    heap.freeze_long_lived()  # before anything of this pull exists
     settings = get_settings()
     url = url or db.database_url()
     timezone = timezone or settings.timezone
@@ -438,7 +439,6 @@ async def _pull(
     progress: Progress | None,
 ) -> None:
     result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
-    heap.freeze_long_lived()
     mark = await asyncio.to_thread(store.watermark)
     result.watermark = mark
     position = None if mark is None else ((mark[0] - EPOCH) // _US, mark[1])

@@ -242,7 +242,7 @@ class Query:
             )
         ctx = info.context
         # One set-based read for the whole batch, without the DataLoader: its per-key futures
-        # cost more than the queries for 1,000 codes (same two queries, same `now`).
+        # cost more than the query for 1,000 codes (the same query, the same `now`).
         found = await ctx.services.decision_read(lambda conn: load_standings(conn, codes, ctx.now))
         filed = [found[c] for c in codes]
         rulebook, now = ctx.services.rulebook, ctx.now

@@ -32,10 +32,11 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_operation_type
 
-CACHEABLE_QUERY_CHARS = 64 * 1024
-"""Longer query texts are prepared anew each time, so the cache's memory stays bounded."""
+CACHEABLE_QUERY_CHARS = 8 * 1024
+"""Longer query texts are prepared anew each time: a prepared document keeps ~16 bytes per
+character of its text, so the cache holds ~32 MB at most (the operations in graphql/operations
+are ≤ 3.3 kB; a 1,000-code batch passes its codes as variables)."""
 
 
 @dataclass
@@ -51,7 +52,9 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor refers to itself through its resolve-info helpers (bound methods):
     a cycle that keeps each request's objects (context, loaders, results; ~100) alive until
     the cyclic GC runs — and, under load, until a full collection, which stalls every request in
-    flight. Breaking it once the response is built lets reference counting free them at once."""
+    flight. Breaking it once the response is built lets reference counting free them at once.
+    The helpers serve only async `is_type_of` and work that outlives the response: neither is
+    used by this schema (strawberry's `is_type_of` is sync; no @defer or @stream)."""
 
     def build_response(self, data: dict[str, Any] | None) -> Any:
         response = super().build_response(data)
@@ -109,29 +112,29 @@ class Schema(strawberry.Schema):
             raise MissingQueryError
         started = time.perf_counter()
         prepared = self.prepare(query)
-        result = ExecutionResult(data=None, errors=prepared.errors)
+        document = prepared.document
+        result = ExecutionResult(data=None, errors=prepared.errors and list(prepared.errors))
         failed = True
+        name = operation_name
         try:
-            if prepared.document is not None:
-                try:  # strawberry's rule: without a name, the first operation's type
-                    kind = get_operation_type(prepared.document, operation_name)
-                except RuntimeError as e:
-                    raise CannotGetOperationTypeError(operation_name) from e
+            if document is not None:
+                operation = _operation(document, operation_name)
+                if operation is None:
+                    raise CannotGetOperationTypeError(operation_name)
+                if name is None and operation.name is not None:
+                    name = operation.name.value  # strawberry's rule: unnamed, the first one runs
+                kind = OperationType(operation.operation.value)
                 if allowed_operation_types is not None and kind not in allowed_operation_types:
                     raise InvalidOperationTypeError(kind)
                 if prepared.errors is None:
                     result = await self._run(
-                        prepared.document,
-                        variable_values,
-                        context_value,
-                        root_value,
-                        operation_name,
+                        document, variable_values, context_value, root_value, name
                     )
             failed = bool(result.errors)
         finally:
             services = getattr(context_value, "services", None)
             if services is not None:
-                label = _label(self, prepared, operation_name)
+                label = _label(self, prepared, name)
                 services.metrics.graphql_operations.labels(label, "error" if failed else "ok").inc()
                 services.metrics.graphql_latency.labels(label).observe(
                     time.perf_counter() - started
@@ -139,22 +142,35 @@ class Schema(strawberry.Schema):
         return result
 
     async def _run(self, document, variables, context, root, operation_name) -> ExecutionResult:
-        outcome = execute(
-            self._schema,
-            document,
-            root_value=root,
-            context_value=context,
-            variable_values=variables,
-            operation_name=operation_name,
-            is_awaitable=optimized_is_awaitable,
-            **self._execution_kwargs,
-        )
-        if optimized_is_awaitable(outcome):
-            outcome = await outcome
+        try:
+            outcome = execute(
+                self._schema,
+                document,
+                root_value=root,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+                is_awaitable=optimized_is_awaitable,
+                **self._execution_kwargs,
+            )
+            if optimized_is_awaitable(outcome):
+                outcome = await outcome
+        except Exception as e:  # a bug of ours, not the caller's: the error policy logs and masks
+            return ExecutionResult(data=None, errors=[GraphQLError(str(e), original_error=e)])
         return ExecutionResult(data=outcome.data, errors=outcome.errors)
 
     def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         raise NotImplementedError("the resolvers are async: use execute")
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    """The operation named `name`, or without a name the first one (as strawberry chose)."""
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            name is None or (definition.name is not None and definition.name.value == name)
+        ):
+            return definition
+    return None
 
 
 def _label(schema: Schema, prepared: Prepared, operation_name: str | None) -> str:

@@ -51,3 +51,14 @@ async def test_an_operation_leaves_no_reference_cycles(api_db_url):
     finally:
         gc.enable()
         await services.close()
+
+
+async def test_without_an_operation_name_the_first_operation_runs():
+    """As strawberry's own execution did: integrators that send a file of several operations
+    without `operationName` keep getting the first one."""
+    schema = build_schema()
+    document = "query First { __typename } query Second { __schema { queryType { name } } }"
+    result = await schema.execute(document)
+    assert result.errors is None and result.data == {"__typename": "Query"}
+    result = await schema.execute(document, operation_name="Second")
+    assert result.data == {"__schema": {"queryType": {"name": "Query"}}}
