@@ -218,3 +218,26 @@ async def test_a_pull_job_records_its_run(url):
             await ingest.pull_job("w1", url, BASE)
     ((status, counts),) = rows_of(url, "SELECT status, counts FROM job_run WHERE job = 'pull'")
     assert status == "SUCCEEDED" and counts["stored"] == 3 and counts["revisions"] == 2
+
+
+async def test_a_rollup_between_two_pages_still_gets_the_later_pages_day(url, monkeypatch):
+    """A pull sends each dirty-day mark once; when a rollup claims that mark between two pages
+    of the day, the later page marks the day again, so its rows are rolled up too."""
+    store = observations.Store.store
+    pages = []
+
+    def store_then_claim(self, batch):
+        stored = store(self, batch)
+        pages.append(batch)
+        if len(pages) == 1:  # a rollup, on its own connection, claims the day's marks
+            with psycopg.connect(db.libpq_url(url), autocommit=False) as rollup:
+                rollup.execute(observations.CLAIMS_LOCK.format(""))
+                rollup.execute(observations.CLAIM)
+                rollup.execute("DELETE FROM dirty_day")
+        return stored
+
+    monkeypatch.setattr(observations.Store, "store", store_then_claim)
+    rows = [obs(1, 11, slot(1), 1.0), obs(2, 11, slot(2), 2.0)]  # the same day, one per page
+    result = await run(url, FakePlatform(THINGS, rows), page_size=1)
+    assert result.stored == 2 and len(pages) == 2
+    assert len(rows_of(url, "SELECT datastream_id, day FROM dirty_day")) == 1
