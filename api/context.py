@@ -1,6 +1,7 @@
 """What a request runs with: the process-wide services, and per request the caller, the clock and
 fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     reads: AsyncEngine = field(init=False)
     decision_pool: AsyncConnectionPool = field(init=False)
+    standings: "SharedStandingReads" = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
@@ -74,6 +76,7 @@ class Services:
             open=False,
             name="decision-reads",
         )
+        self.standings = SharedStandingReads(self)
 
     async def decision_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         """`read` on a pooled autocommit connection. Pooled connections are not pinged before
@@ -126,10 +129,34 @@ class Context(BaseContext, kw_only=True):
 
 def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
     async def load(codes: list[str]) -> list[FiledStanding | None]:
-        found = await services.decision_read(lambda conn: load_standings(conn, codes, now))
-        return [found[c] for c in codes]
+        return await services.standings.load_many([(code, now) for code in codes])
 
     return DataLoader(load_fn=load)
+
+
+class SharedStandingReads:
+    """The standings that requests in flight ask for in the same turn of the event loop, read
+    by one query: under load, several requests share a pool checkout and a round trip. Nothing
+    is kept between turns (each request's own loader keeps its answers for the request).
+
+    The query keeps listings active at the earliest `now` of the turn; each decision then
+    applies its own request's `now` (`scoring.decision.decide` drops a listing ended by then)."""
+
+    def __init__(self, services: "Services") -> None:
+        self.services = services
+        self._loader: DataLoader[tuple[str, datetime], FiledStanding | None] | None = None
+
+    def load_many(self, keys: list[tuple[str, datetime]]) -> Awaitable[list]:
+        loop = asyncio.get_running_loop()
+        if self._loader is None or self._loader.loop is not loop:
+            self._loader = DataLoader(load_fn=self._read, cache=False, loop=loop)
+        return self._loader.load_many(keys)
+
+    async def _read(self, keys: list[tuple[str, datetime]]) -> list[FiledStanding | None]:
+        now = min(now for _, now in keys)
+        codes = [code for code, _ in keys]
+        found = await self.services.decision_read(lambda conn: load_standings(conn, codes, now))
+        return [found[code] for code in codes]
 
 
 async def graphql_context(request: Request) -> Context:

@@ -33,7 +33,6 @@ from litestar import Request, get
 
 from bench.common import ROOT, drop_database, fresh_database
 from registry.creditcode import check_char, normalize_credit_code
-from registry.standing import load_standings
 from scoring.decision import decide
 from scoring.model import ApplicationKind
 
@@ -56,7 +55,7 @@ async def rest_eligibility(request: Request, credit_code: str, kind: Application
     await services.authenticate(request.headers.get("authorization"))
     code = normalize_credit_code(credit_code)
     now = datetime.now(UTC)
-    filed = (await services.decision_read(lambda conn: load_standings(conn, [code], now)))[code]
+    (filed,) = await services.standings.load_many([(code, now)])  # the read GraphQL uses
     d = decide(filed.standing if filed else None, kind, services.rulebook, now)
     company = filed and {"id": filed.company_id, "name": filed.name}
     return {

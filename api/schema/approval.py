@@ -208,7 +208,8 @@ class Query:
     ) -> Eligibility:
         code = _code(credit_code)
         ctx = info.context
-        filed = await ctx.standings.load(code)  # one read for all aliased eligibility fields
+        # Read together with every request in flight (aliases of this one included).
+        (filed,) = await ctx.services.standings.load_many([(code, ctx.now)])
         decision = decide(filed.standing if filed else None, kind, ctx.services.rulebook, ctx.now)
         _count(info, [(decision, kind)], "eligibility")
         return _eligibility(code, filed, decision)
