@@ -134,6 +134,10 @@ def standings_loader(services: Services, now: datetime) -> DataLoader[str, Filed
     return DataLoader(load_fn=load)
 
 
+SHARED_READ_MAX = 500
+"""Codes per shared read, at most: a reviewer's long page does not hold up many decisions."""
+
+
 class SharedStandingReads:
     """The standings that requests in flight ask for in the same turn of the event loop, read
     by one query: under load, several requests share a pool checkout and a round trip. Nothing
@@ -149,7 +153,9 @@ class SharedStandingReads:
     def load_many(self, keys: list[tuple[str, datetime]]) -> Awaitable[list]:
         loop = asyncio.get_running_loop()
         if self._loader is None or self._loader.loop is not loop:
-            self._loader = DataLoader(load_fn=self._read, cache=False, loop=loop)
+            self._loader = DataLoader(
+                load_fn=self._read, cache=False, loop=loop, max_batch_size=SHARED_READ_MAX
+            )
         return self._loader.load_many(keys)
 
     async def _read(self, keys: list[tuple[str, datetime]]) -> list[FiledStanding | None]:

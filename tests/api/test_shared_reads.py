@@ -74,8 +74,8 @@ async def test_each_request_decides_at_its_own_time(run):
     """The shared read keeps listings active at the earliest request time; a request made after
     the listing's maximum end is not blocked by it."""
     eligibility, reads = run
-    before, after = await asyncio.gather(
-        eligibility(LISTED, NOW), eligibility(LISTED, NOW + timedelta(days=1001))
+    after, before = await asyncio.gather(  # the later one first: the read must take the earliest
+        eligibility(LISTED, NOW + timedelta(days=1001)), eligibility(LISTED, NOW)
     )
     assert len(reads) == 1
     assert before["decision"] == "BLOCK" and "LISTED" in {r["code"] for r in before["reasons"]}
