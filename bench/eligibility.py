@@ -6,8 +6,9 @@
 On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
 <tmp>/geocredit-bench) with `--companies` credit files, for each ASGI server:
 - single `eligibility` over GraphQL vs a plain Litestar REST route doing the same lookup
-  (same auth, same query, same `decide`), `--connections` keep-alive connections: rps, p50, p99,
-  and the ratio GraphQL rps / REST rps. Goals: ratio ≥ 0.5, p99 < 50 ms.
+  (same auth, the same shared standings read, same `decide`), `--connections` keep-alive
+  connections: rps, p50, p99, and the ratio GraphQL rps / REST rps. Goals: ratio ≥ 0.5,
+  p99 < 50 ms.
 - `eligibilities` with 1,000 codes, one at a time: server time (Server-Timing) and latency.
   Goal (ARCHITECTURE.md, in place of the issue's < 100 ms): ≤ 2× graphql-core's own floor:
   executing the same document to the same result from trivial resolvers (dict lookups), timed
