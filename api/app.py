@@ -21,13 +21,12 @@ from strawberry.types.graphql import OperationType
 
 from api.context import Services, graphql_context
 from api.errors import BAD_REQUEST, ApiError, Unauthenticated
-from api.observability import Metrics, configure_logging, log, request_id_middleware
+from api.observability import configure_logging, log, request_id_middleware
 from api.rest import ROUTES
 from api.schema import build_schema
 from api.schema.errors import apply_error_policy
 from registry import db, heap, migrate
 from registry.settings import Settings, get_settings
-from scoring.rulebook import load_rulebook
 
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 MAX_BODY_BYTES = 512 * 1024
@@ -167,13 +166,7 @@ def create_app(
     configure_logging(log_level or os.environ.get("GEOCREDIT_LOG_LEVEL", "INFO"))
     url = database_url or db.database_url(settings)
     production = settings.env == "production"
-    services = Services(
-        engine=db.make_async_engine(url),
-        rulebook=load_rulebook(),
-        metrics=Metrics(),
-        production=production,
-        database_url=url,
-    )
+    services = Services.for_database(url, production=production)
     graphql = graphql_controller(production)
 
     scheduler: list[Any] = []

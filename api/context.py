@@ -1,5 +1,6 @@
 """What a request runs with: the process-wide services, and per request the caller, the clock and
-fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
+fresh DataLoaders (a caching loader kept per process would serve stale data across callers; the
+process-wide `SharedStandingReads` keeps nothing)."""
 
 import asyncio
 import time
@@ -20,7 +21,7 @@ from api.observability import Metrics
 from registry import auth, db
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
-from scoring.rulebook import Rulebook
+from scoring.rulebook import Rulebook, load_rulebook
 
 T = TypeVar("T")
 
@@ -60,6 +61,16 @@ class Services:
     reads: AsyncEngine = field(init=False)
     decision_pool: AsyncConnectionPool = field(init=False)
     standings: "SharedStandingReads" = field(init=False)
+
+    @classmethod
+    def for_database(cls, url: str, *, production: bool = False, **engine_kw: Any) -> "Services":
+        return cls(
+            engine=db.make_async_engine(url, **engine_kw),
+            rulebook=load_rulebook(),
+            metrics=Metrics(),
+            production=production,
+            database_url=url,
+        )
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
@@ -172,11 +183,17 @@ async def graphql_context(request: Request) -> Context:
     client = None
     if request.method != "GET" or "query" in request.query_params:
         client = await services.authenticate(request.headers.get("authorization"))
-    now = datetime.now(UTC)
+    return request_context(services, client, request.scope["state"].get("request_id", "-"))
+
+
+def request_context(
+    services: Services, client: auth.Client | None, request_id: str, now: datetime | None = None
+) -> Context:
+    now = now or datetime.now(UTC)
     return Context(
         services=services,
         client=client,
-        request_id=request.scope["state"].get("request_id", "-"),
+        request_id=request_id,
         now=now,
         standings=standings_loader(services, now),
         extra={},

@@ -2,15 +2,11 @@
 full passes would stall every request in flight."""
 
 import gc
-from datetime import UTC, datetime
 
-from api.context import Context, Services, standings_loader
-from api.observability import Metrics
+from api.context import Services, request_context
 from api.schema import build_schema
-from registry import db
 from registry.auth import Client
 from registry.models import Role
-from scoring.rulebook import load_rulebook
 
 ELIGIBILITY = """query($c: String!) { eligibility(creditCode: $c, kind: NEW_WELL) {
     decision reasons { code message } company { id name } } }"""
@@ -18,25 +14,11 @@ UNFILED = "91140100MA0L4UNX2R"
 
 
 async def test_an_operation_leaves_no_reference_cycles(api_db_url):
-    services = Services(
-        engine=db.make_async_engine(api_db_url),
-        rulebook=load_rulebook(),
-        metrics=Metrics(),
-        production=False,
-        database_url=api_db_url,
-    )
+    services = Services.for_database(api_db_url)
     schema = build_schema()
 
     async def eligibility() -> None:
-        now = datetime.now(UTC)
-        context = Context(
-            services=services,
-            client=Client(1, "approval", Role.APPROVAL_SYSTEM),
-            request_id="test",
-            now=now,
-            standings=standings_loader(services, now),
-            extra={},
-        )
+        context = request_context(services, Client(1, "approval", Role.APPROVAL_SYSTEM), "test")
         result = await schema.execute(ELIGIBILITY, {"c": UNFILED}, context_value=context)
         assert result.errors is None, result.errors
         assert result.data["eligibility"]["decision"] == "ALLOW"

@@ -11,10 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from api.context import Context, Services, standings_loader
-from api.observability import Metrics
+from api.context import Services, request_context
 from api.schema import build_schema
-from registry import db
 from registry.auth import Client
 from registry.models import (
     ApiClient,
@@ -41,7 +39,6 @@ from registry.models import (
     Well,
     WellVersion,
 )
-from scoring.rulebook import load_rulebook
 from tests.api.support import code
 
 CREDIT_FILE = (
@@ -270,13 +267,7 @@ def files(engine):
 @pytest.fixture
 async def run(db_url):
     """Execute a query as a reviewer; returns (data, SQL statements it ran)."""
-    services = Services(
-        engine=db.make_async_engine(db_url, pool_size=5),
-        rulebook=load_rulebook(),
-        metrics=Metrics(),
-        production=False,
-        database_url=db_url,
-    )
+    services = Services.for_database(db_url, pool_size=5)
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args) -> None:
@@ -286,15 +277,7 @@ async def run(db_url):
     schema = build_schema()
 
     async def execute(query: str, variables: dict) -> tuple[dict, int]:
-        now = datetime.now(UTC)
-        context = Context(
-            services=services,
-            client=Client(1, "reviewer", Role.REVIEWER),
-            request_id="test",
-            now=now,
-            standings=standings_loader(services, now),
-            extra={},
-        )
+        context = request_context(services, Client(1, "reviewer", Role.REVIEWER), "test")
         statements.clear()
         result = await schema.execute(query, variables, context_value=context)
         assert result.errors is None, result.errors

@@ -5,13 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from api.context import Context, Services, standings_loader
-from api.observability import Metrics
+from api.context import Services, request_context
 from api.schema import build_schema
-from registry import db, standing
+from registry import standing
 from registry.auth import Client
 from registry.models import Role
-from scoring.rulebook import load_rulebook
 from tests.api.support import NOW, code, file_company
 
 ELIGIBILITY = """query($c: String!) { eligibility(creditCode: $c, kind: NEW_WELL) {
@@ -29,13 +27,7 @@ def files(api_engine):
 
 @pytest.fixture
 async def run(api_db_url, files, monkeypatch):
-    services = Services(
-        engine=db.make_async_engine(api_db_url),
-        rulebook=load_rulebook(),
-        metrics=Metrics(),
-        production=False,
-        database_url=api_db_url,
-    )
+    services = Services.for_database(api_db_url)
     schema = build_schema()
     reads = []
     fetch = standing._fetch
@@ -47,13 +39,8 @@ async def run(api_db_url, files, monkeypatch):
     monkeypatch.setattr(standing, "_fetch", counted)
 
     async def eligibility(credit_code, now):
-        context = Context(
-            services=services,
-            client=Client(1, "approval", Role.APPROVAL_SYSTEM),
-            request_id="test",
-            now=now,
-            standings=standings_loader(services, now),
-            extra={},
+        context = request_context(
+            services, Client(1, "approval", Role.APPROVAL_SYSTEM), "test", now
         )
         result = await schema.execute(ELIGIBILITY, {"c": credit_code}, context_value=context)
         assert result.errors is None, result.errors
