@@ -34,9 +34,11 @@ LOCK = "geocredit.pull"  # advisory lock: one pull at a time
 # which would then miss this page's rows: so a rollup claims marks only under this lock, taken
 # exclusively, after counting its claim in the sequence; a page holds the lock shared from the
 # start of its transaction, and forgets what it remembers when the count has moved.
-CLAIMS_LOCK = "SELECT pg_advisory_xact_lock{}(hashtext('geocredit.dirty_day'))"
+_CLAIMS_KEY = "hashtext('geocredit.dirty_day')"
+CLAIMS_LOCK = f"SELECT pg_advisory_xact_lock({_CLAIMS_KEY})"  # a rollup's, to claim
+CLAIMS_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({_CLAIMS_KEY})"  # a page's
+COUNT_CLAIM = "SELECT nextval('dirty_day_claims')"
 CLAIMS_COUNT = "SELECT last_value, is_called FROM dirty_day_claims"
-CLAIM = "SELECT nextval('dirty_day_claims')"
 REMEMBERED_MARKS = 200_000  # at most, then forgotten
 APPLICATION_NAME = "geocredit-ingest"  # of the storing connection, for pg_stat_activity
 
@@ -379,7 +381,7 @@ class Store:
         conn = self.conn
         n_new = batch.new_count if new else 0
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(CLAIMS_LOCK.format("_shared"))
+            cur.execute(CLAIMS_LOCK_SHARED)
             claims = cur.execute(CLAIMS_COUNT).fetchone()
             if claims != self.claims or len(self.marked) > REMEMBERED_MARKS:
                 self.marked.clear()

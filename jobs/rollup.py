@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from jobs.observations import CLAIM, CLAIMS_LOCK
+from jobs.observations import CLAIMS_LOCK, COUNT_CLAIM
 from registry.settings import Settings, get_settings
 from scoring import periods
 from scoring.model import ProjectType
@@ -638,8 +638,8 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
                 break
             ctx.progress("days", result.days, max(total, result.days + 1))
             # Claimed under the lock, counted: a pull then marks again what it sent before.
-            conn.execute(sa.text(CLAIMS_LOCK.format("")))
-            conn.execute(sa.text(CLAIM))
+            conn.execute(sa.text(CLAIMS_LOCK))
+            conn.execute(sa.text(COUNT_CLAIM))
             conn.execute(_CLAIM, p | {"day": day})
             claimed = conn.scalar(sa.text("SELECT count(*) FROM claim"))
             conn.execute(_EXPAND, p)

@@ -231,8 +231,8 @@ async def test_a_rollup_between_two_pages_still_gets_the_later_pages_day(url, mo
         pages.append(batch)
         if len(pages) == 1:  # a rollup, on its own connection, claims the day's marks
             with psycopg.connect(db.libpq_url(url), autocommit=False) as rollup:
-                rollup.execute(observations.CLAIMS_LOCK.format(""))
-                rollup.execute(observations.CLAIM)
+                rollup.execute(observations.CLAIMS_LOCK)
+                rollup.execute(observations.COUNT_CLAIM)
                 rollup.execute("DELETE FROM dirty_day")
         return stored
 
