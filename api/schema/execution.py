@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
@@ -17,6 +17,7 @@ from graphql import (
     FieldNode,
     GraphQLError,
     OperationDefinitionNode,
+    Undefined,
     get_operation_ast,
     parse,
     specified_rules,
@@ -33,6 +34,8 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from api.schema import plain
+
 CACHEABLE_QUERY_CHARS = 8 * 1024
 """Longer query texts are prepared anew each time: a prepared document keeps ~16 bytes per
 character of its text, so the cache holds ~32 MB at most (the operations in graphql/operations
@@ -46,17 +49,65 @@ class Prepared:
     document: DocumentNode | None
     errors: list[GraphQLError] | None
     labels: dict[str | None, str] = field(default_factory=dict)  # operationName → metric label
+    projections: dict = field(default_factory=dict)  # see Executor._projection
+
+
+PROJECTIONS_PER_DOCUMENT = 64
+"""Object selections a prepared document keeps projections for (a document has a few)."""
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor refers to itself through its resolve-info helpers (bound methods):
-    a cycle that keeps each request's objects (context, loaders, results; ~100) alive until
-    the cyclic GC runs — and, under load, until a full collection, which stalls every request in
-    flight. Breaking it once the response is built lets reference counting free them at once.
-    The helpers serve only async `is_type_of` and work that outlives the response: neither is
-    used by this schema (strawberry's `is_type_of` is sync; no @defer or @stream)."""
+    """graphql-core's executor, reading plain fields directly (api.schema.plain) and leaving no
+    reference cycle behind."""
+
+    plain_fields: ClassVar[dict[str, dict[str, plain.PlainField]]] = {}  # per schema: Schema
+
+    def __init__(self, *args: Any, projections: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.projections = {} if projections is None else projections  # the document's
+
+    def execute_field(self, parent_type, source, field_details_list, path, position_context):
+        fields = self.plain_fields.get(parent_type.name)
+        field = fields.get(field_details_list[0].node.name.value) if fields else None
+        if field is not None:
+            if field.is_leaf:
+                value = plain.read(field, source)
+            else:
+                shape = self._projection(field, field_details_list)
+                value = Undefined if shape is None else plain.read(field, source, shape)
+            if value is not Undefined:
+                return value
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+    def _projection(self, field: plain.PlainField, details: list) -> plain.Projection | None:
+        """The projection of a plain object field's selection, kept with the prepared document
+        (its nodes, and so their ids, live as long as it does)."""
+        key = (id(field), *(id(d.node) for d in details))
+        if key in self.projections:
+            return self.projections[key]
+        shape = None
+        if not any(
+            d.fragment_variable_values is not None
+            or plain.has_directives(d.node.selection_set, self.fragment_definitions)
+            for d in details
+        ):
+            grouped = self.collect_subfields(field.type, details)[0]
+            fields = self.plain_fields.get(field.type.name, {})
+            shape = plain.projection(field.type, grouped.items(), fields)
+        if len(self.projections) < PROJECTIONS_PER_DOCUMENT:
+            self.projections[key] = shape
+        return shape
 
     def build_response(self, data: dict[str, Any] | None) -> Any:
+        """graphql-core's executor refers to itself through its resolve-info helpers (bound
+        methods): a cycle that keeps each request's objects (context, loaders, results; ~100)
+        alive until the cyclic GC runs — and, under load, until a full collection, which stalls
+        every request in flight. Breaking it once the response is built lets reference counting
+        free them at once. The helpers serve only async `is_type_of` and work that outlives the
+        response: neither is used by this schema (strawberry's `is_type_of` is sync; no @defer
+        or @stream)."""
         response = super().build_response(data)
         self.async_helpers = None  # type: ignore[assignment]
         return response
@@ -72,6 +123,9 @@ class Schema(strawberry.Schema):
         **kwargs: Any,
     ) -> None:
         super().__init__(execution_context_class=Executor, **kwargs)
+        self.execution_context_class = type(
+            "Executor", (Executor,), {"plain_fields": plain.plain_fields(self._schema)}
+        )
         self.max_tokens = max_tokens
         self.rules = (
             *specified_rules,
@@ -128,7 +182,7 @@ class Schema(strawberry.Schema):
                     raise InvalidOperationTypeError(kind)
                 if prepared.errors is None:
                     result = await self._run(
-                        document, variable_values, context_value, root_value, name
+                        prepared, variable_values, context_value, root_value, name
                     )
             failed = bool(result.errors)
         finally:
@@ -141,16 +195,17 @@ class Schema(strawberry.Schema):
                 )
         return result
 
-    async def _run(self, document, variables, context, root, operation_name) -> ExecutionResult:
+    async def _run(self, prepared, variables, context, root, operation_name) -> ExecutionResult:
         try:
             outcome = execute(
                 self._schema,
-                document,
+                prepared.document,
                 root_value=root,
                 context_value=context,
                 variable_values=variables,
                 operation_name=operation_name,
                 is_awaitable=optimized_is_awaitable,
+                projections=prepared.projections,
                 **self._execution_kwargs,
             )
             if optimized_is_awaitable(outcome):

@@ -1,0 +1,155 @@
+"""Plain fields: fields that only read an attribute of their parent (strawberry gives them no
+resolver of their own, no arguments, no extensions) and return a scalar or enum, or an object
+made only of such fields — or a list of either. Most fields of a decision are plain, and
+graphql-core's generic machinery per field (resolve info, strawberry's resolver wrapper,
+completion) cost more than the rest of an `eligibility` request: the executor
+(api.schema.execution) reads them here instead.
+
+Only the happy path is taken here. Whatever is unusual — a missing attribute, a null where none
+may be, a value that does not coerce — makes a read return Undefined, and graphql-core's path
+then does the whole field again and reports exactly the error it always reports."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    SelectionSetNode,
+    Undefined,
+    is_leaf_type,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlainField:
+    attribute: str
+    type: GraphQLLeafType | GraphQLObjectType  # of the value, or of each item of a list
+    non_null: bool
+    is_list: bool
+
+    @property
+    def is_leaf(self) -> bool:
+        return not isinstance(self.type, GraphQLObjectType)
+
+
+Projection = tuple[tuple[str, PlainField | str], ...]
+"""An object's selection: response key → its plain leaf field, or the type's name for
+`__typename`."""
+
+
+def plain_fields(schema: GraphQLSchema) -> dict[str, dict[str, PlainField]]:
+    """type name → field name → PlainField, for every plain field of the schema's object types."""
+    found: dict[str, dict[str, PlainField]] = {}
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field_def in type_.fields.items():
+            definition = field_def.extensions.get("strawberry-definition")
+            if definition is None or not getattr(field_def.resolve, "_is_default", False):
+                continue  # a resolver of its own, permissions or other extensions
+            plain = _plain(definition.python_name, field_def.type)
+            if plain is not None:
+                found.setdefault(type_.name, {})[name] = plain
+    return found
+
+
+def _plain(attribute: str, kind: GraphQLOutputType) -> PlainField | None:
+    non_null = isinstance(kind, GraphQLNonNull)
+    if non_null:
+        kind = kind.of_type
+    is_list = isinstance(kind, GraphQLList)
+    if is_list:
+        if not isinstance(kind.of_type, GraphQLNonNull):
+            return None  # nullable items: rare, left to graphql-core
+        kind = kind.of_type.of_type
+    if is_leaf_type(kind) or (isinstance(kind, GraphQLObjectType) and kind.is_type_of is None):
+        return PlainField(attribute, kind, non_null, is_list)
+    return None
+
+
+def read(field: PlainField, source: Any, projection: Projection | None = None) -> Any:
+    """The field's completed value (a leaf's, or an object's through `projection`), or
+    Undefined where graphql-core must decide."""
+    value = getattr(source, field.attribute, Undefined)
+    if value is None:
+        return Undefined if field.non_null else None
+    try:
+        if not field.is_list:
+            return _complete(field, value, projection)
+        if not isinstance(value, list | tuple):
+            return Undefined
+        items = [_complete(field, item, projection) for item in value]
+    except Exception:  # graphql-core's path reports it, located in the response
+        return Undefined
+    return Undefined if any(item is Undefined for item in items) else items
+
+
+def _complete(field: PlainField, value: Any, projection: Projection | None) -> Any:
+    if value is None or value is Undefined or isinstance(value, Exception):
+        return Undefined
+    if projection is None:
+        coerced = field.type.coerce_output_value(value)  # type: ignore[union-attr]
+        return Undefined if coerced is None else coerced
+    out = {}
+    for key, sub in projection:
+        if isinstance(sub, str):
+            out[key] = sub  # __typename
+            continue
+        completed = read(sub, value)
+        if completed is Undefined:
+            return Undefined
+        out[key] = completed
+    return out
+
+
+def has_directives(
+    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]
+) -> bool:
+    """Whether any selection below uses a directive (@skip, @include, @defer…): then what is
+    selected depends on more than the document, and no projection is kept for it."""
+    if selection_set is None:
+        return False
+    for selection in selection_set.selections:
+        if selection.directives:
+            return True
+        if isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is None or fragment.directives:
+                return True
+            if has_directives(fragment.selection_set, fragments):
+                return True
+        elif isinstance(selection, FieldNode | InlineFragmentNode) and has_directives(
+            selection.selection_set, fragments
+        ):
+            return True
+    return False
+
+
+def projection(
+    kind: GraphQLObjectType,
+    grouped: Iterable[tuple[str, list]],
+    fields: dict[str, PlainField],
+) -> Projection | None:
+    """The projection of an object's collected selection, if every selected field is a plain
+    leaf (or `__typename`)."""
+    out: list[tuple[str, PlainField | str]] = []
+    for key, details in grouped:
+        name = details[0].node.name.value
+        if name == "__typename":
+            out.append((key, kind.name))
+            continue
+        plain = fields.get(name)
+        if plain is None or not plain.is_leaf:
+            return None
+        out.append((key, plain))
+    return tuple(out)

@@ -1,0 +1,130 @@
+"""Plain fields (api.schema.plain) are read without graphql-core's per-field machinery: the
+results and errors must be exactly graphql-core's, whatever the objects hold and however the
+query selects them."""
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import strawberry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api.schema.execution import Schema
+
+
+@strawberry.enum
+class Kind(enum.Enum):
+    WELL = "WELL"
+    PUMP = "PUMP"
+
+
+@strawberry.type
+class Item:
+    code: str
+    note: str | None
+    tags: list[str]
+    kind: Kind
+
+
+@strawberry.type
+class Box:
+    name: str
+    items: list[Item]
+    first: Item | None
+
+
+@dataclass
+class Holder:
+    """What a resolver may hand over: any attribute may be missing, null or of a wrong type."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+BOXES: dict[str, Any] = {}
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def box(self, key: str) -> Box:
+        return BOXES[key]
+
+
+def schema(plain: bool) -> Schema:
+    built = Schema(query=Query, max_tokens=2000, rules=(), cache_size=16)
+    if not plain:
+        built.execution_context_class.plain_fields = {}  # graphql-core's path for every field
+    return built
+
+
+FAST, REFERENCE = schema(plain=True), schema(plain=False)
+
+QUERIES = [
+    "query($k: String!) { box(key: $k) { name items { code note tags kind } first { code } } }",
+    "query($k: String!) { box(key: $k) { items { c: code c2: code t: __typename } } }",
+    "query($k: String!) { box(key: $k) { items { ...F } first { ...F } } }"
+    " fragment F on Item { code kind }",
+    "query($k: String!) { box(key: $k) { items { ... on Item { note tags } } } }",
+    "query($k: String!) { box(key: $k) { items { code } items { note } } }",
+    "query($k: String!, $n: Boolean!) { box(key: $k) { items { code note @include(if: $n) } } }",
+]
+
+values = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.integers(-3, 3),
+    st.sampled_from([Kind.WELL, Kind.PUMP, "WELL", "nope", 1.5]),
+    st.lists(st.one_of(st.text(max_size=2), st.none(), st.integers(0, 2)), max_size=3),
+    st.just({"a": 1}),
+)
+items = st.dictionaries(st.sampled_from(["code", "note", "tags", "kind"]), values).map(Holder)
+boxes = st.fixed_dictionaries(
+    {"name": st.text(max_size=3)},
+    optional={"items": st.one_of(st.lists(items, max_size=3), st.none()), "first": items},
+).map(Holder)
+
+
+async def both(query: str, variables: dict) -> tuple:
+    fast = await FAST.execute(query, variables)
+    reference = await REFERENCE.execute(query, variables)
+    return (fast.data, _errors(fast)), (reference.data, _errors(reference))
+
+
+def _errors(result) -> list | None:
+    return result.errors and sorted((e.message, tuple(e.path or ())) for e in result.errors)
+
+
+@settings(max_examples=150, deadline=None)
+@given(box=boxes, query=st.sampled_from(QUERIES), include=st.booleans())
+def test_plain_reads_give_graphql_cores_results_and_errors(box, query, include):
+    BOXES["b"] = box
+    fast, reference = asyncio.run(both(query, {"k": "b", "n": include}))
+    assert fast == reference
+
+
+@pytest.mark.parametrize("include", [True, False, True])
+async def test_a_selection_under_a_variable_directive_follows_each_requests_variables(include):
+    """The executor keeps a projection per document, but never one whose shape depends on the
+    variables: the same document with @include(if: false) must not reuse the `true` shape."""
+    BOXES["d"] = Holder({"name": "n", "items": [Holder({"code": "c", "note": "x"})]})
+    result = await FAST.execute(QUERIES[-1], {"k": "d", "n": include})
+    assert result.errors is None
+    expected = {"code": "c", "note": "x"} if include else {"code": "c"}
+    assert result.data == {"box": {"items": [expected]}}
+
+
+async def test_plain_fields_take_the_short_path():
+    """The path under test is the one taken: the reference executor reads nothing plainly."""
+    plain = FAST.execution_context_class.plain_fields
+    assert set(plain["Item"]) == {"code", "note", "tags", "kind"}
+    assert plain["Box"]["items"].is_list and not plain["Box"]["items"].is_leaf
+    assert REFERENCE.execution_context_class.plain_fields == {}
