@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -59,6 +60,7 @@ class Metrics:
     """The service's Prometheus metrics, on a registry of their own (one per app)."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
@@ -117,6 +119,15 @@ class Metrics:
             registry=r,
         )
 
+    def labelled(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered: prometheus-client takes a lock and builds the
+        label key on every `labels` call, several times per request otherwise."""
+        key = (metric._name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Give every HTTP request an id (the caller's X-Request-Id when sane), bind it to the logs,
@@ -156,7 +167,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             if metrics is not None:
                 route = scope.get("path_template") or "unmatched"
                 method = scope["method"]
-                metrics.http_requests.labels(method, route, str(status)).inc()
-                metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
+                metrics.labelled(metrics.http_requests, method, route, str(status)).inc()
+                latency = metrics.labelled(metrics.http_latency, method, route)
+                latency.observe(time.perf_counter() - started)
 
     return middleware

@@ -179,9 +179,9 @@ def _eligibility(code: str, filed: FiledStanding | None, d: Decision) -> Eligibi
 
 def _count(info: Info, decisions: Sequence[tuple[Decision, ApplicationKind]], source: str) -> None:
     counted = Counter((d.decision.value, kind.value) for d, kind in decisions)
-    metric = info.context.services.metrics.decisions
+    metrics = info.context.services.metrics
     for (decision, kind), n in counted.items():
-        metric.labels(decision, kind, source).inc(n)
+        metrics.labelled(metrics.decisions, decision, kind, source).inc(n)
 
 
 async def _screening_decision(info: Info, s: screening.Screening) -> "ScreeningDecision":

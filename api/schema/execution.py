@@ -188,11 +188,11 @@ class Schema(strawberry.Schema):
         finally:
             services = getattr(context_value, "services", None)
             if services is not None:
-                label = _label(self, prepared, name)
-                services.metrics.graphql_operations.labels(label, "error" if failed else "ok").inc()
-                services.metrics.graphql_latency.labels(label).observe(
-                    time.perf_counter() - started
-                )
+                metrics, label = services.metrics, _label(self, prepared, name)
+                outcome = "error" if failed else "ok"
+                metrics.labelled(metrics.graphql_operations, label, outcome).inc()
+                latency = metrics.labelled(metrics.graphql_latency, label)
+                latency.observe(time.perf_counter() - started)
         return result
 
     async def _run(self, prepared, variables, context, root, operation_name) -> ExecutionResult:
