@@ -6,7 +6,7 @@ AddValidationRules and a metrics extension), whose per-request context managers 
 than executing an `eligibility` query; the rules and limits applied are the same."""
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -49,22 +49,25 @@ class Prepared:
     document: DocumentNode | None
     errors: list[GraphQLError] | None
     labels: dict[str | None, str] = field(default_factory=dict)  # operationName → metric label
-    projections: dict = field(default_factory=dict)  # see Executor._projection
+    memo: dict = field(default_factory=dict)  # the executor's, see Executor.remembered
 
 
-PROJECTIONS_PER_DOCUMENT = 64
-"""Object selections a prepared document keeps projections for (a document has a few)."""
+MEMO_PER_DOCUMENT = 128
+"""Selections a prepared document remembers collections and projections for (a few each)."""
+
+NOTHING = object()  # remembered: there is nothing to reuse for this selection
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, reading plain fields directly (api.schema.plain) and leaving no
+    """graphql-core's executor, reading plain fields directly (api.schema.plain), remembering
+    what it works out from the document alone with the prepared document, and leaving no
     reference cycle behind."""
 
     plain_fields: ClassVar[dict[str, dict[str, plain.PlainField]]] = {}  # per schema: Schema
 
-    def __init__(self, *args: Any, projections: dict | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, memo: dict | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.projections = {} if projections is None else projections  # the document's
+        self.memo = {} if memo is None else memo  # the prepared document's
 
     def execute_field(self, parent_type, source, field_details_list, path, position_context):
         fields = self.plain_fields.get(parent_type.name)
@@ -73,7 +76,11 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             if field.is_leaf:
                 value = plain.read(field, source)
             else:
-                shape = self._projection(field, field_details_list)
+                shape = self._remember(
+                    ("projection", id(field)),
+                    field_details_list,
+                    lambda: self._projection(field, field_details_list),
+                )
                 value = Undefined if shape is None else plain.read(field, source, shape)
             if value is not Undefined:
                 return value
@@ -81,24 +88,37 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
-    def _projection(self, field: plain.PlainField, details: list) -> plain.Projection | None:
-        """The projection of a plain object field's selection, kept with the prepared document
-        (its nodes, and so their ids, live as long as it does)."""
-        key = (id(field), *(id(d.node) for d in details))
-        if key in self.projections:
-            return self.projections[key]
-        shape = None
-        if not any(
-            d.fragment_variable_values is not None
-            or plain.has_directives(d.node.selection_set, self.fragment_definitions)
-            for d in details
-        ):
-            grouped = self.collect_subfields(field.type, details)[0]
-            fields = self.plain_fields.get(field.type.name, {})
-            shape = plain.projection(field.type, grouped.items(), fields)
-        if len(self.projections) < PROJECTIONS_PER_DOCUMENT:
-            self.projections[key] = shape
-        return shape
+    def collect_subfields(self, return_type, field_details_list):
+        """graphql-core collects an object's selection anew in every request."""
+        collect = super().collect_subfields
+        collected = self._remember(
+            ("collected", return_type.name),
+            field_details_list,
+            lambda: collect(return_type, field_details_list),
+        )
+        return collect(return_type, field_details_list) if collected is None else collected
+
+    def _projection(self, field: plain.PlainField, details: list) -> Any:
+        grouped = self.collect_subfields(field.type, details)[0]
+        fields = self.plain_fields.get(field.type.name, {})
+        return plain.projection(field.type, grouped.items(), fields) or NOTHING
+
+    def _remember(self, kind: tuple, details: list, work: Callable[[], Any]) -> Any:
+        """What `work` makes of a selection (the fields `details` merge), kept with the prepared
+        document, whose nodes (and so their ids) live as long as it does. Only for a selection
+        that no variable can change (no directives, no fragment variables); None for others."""
+        key = (*kind, *(id(d.node) for d in details))
+        found = self.memo.get(key)
+        if found is None:
+            static = not any(
+                d.fragment_variable_values is not None
+                or plain.has_directives(d.node.selection_set, self.fragment_definitions)
+                for d in details
+            )
+            found = work() if static else NOTHING
+            if len(self.memo) < MEMO_PER_DOCUMENT:
+                self.memo[key] = found
+        return None if found is NOTHING else found
 
     def build_response(self, data: dict[str, Any] | None) -> Any:
         """graphql-core's executor refers to itself through its resolve-info helpers (bound
@@ -205,7 +225,7 @@ class Schema(strawberry.Schema):
                 variable_values=variables,
                 operation_name=operation_name,
                 is_awaitable=optimized_is_awaitable,
-                projections=prepared.projections,
+                memo=prepared.memo,
                 **self._execution_kwargs,
             )
             if optimized_is_awaitable(outcome):

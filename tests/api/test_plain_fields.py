@@ -111,15 +111,24 @@ def test_plain_reads_give_graphql_cores_results_and_errors(box, query, include):
     assert fast == reference
 
 
+ON_THE_OBJECT = (
+    "query($k: String!, $n: Boolean!) { box(key: $k) { name @include(if: $n) items { code } } }"
+)
+
+
 @pytest.mark.parametrize("include", [True, False, True])
 async def test_a_selection_under_a_variable_directive_follows_each_requests_variables(include):
-    """The executor keeps a projection per document, but never one whose shape depends on the
-    variables: the same document with @include(if: false) must not reuse the `true` shape."""
+    """The executor remembers selections and projections per document, but never one whose
+    shape depends on the variables: the same document with @include(if: false) must not reuse
+    what it worked out for `true` — on a plain object (items) or another (box)."""
     BOXES["d"] = Holder({"name": "n", "items": [Holder({"code": "c", "note": "x"})]})
     result = await FAST.execute(QUERIES[-1], {"k": "d", "n": include})
     assert result.errors is None
     expected = {"code": "c", "note": "x"} if include else {"code": "c"}
     assert result.data == {"box": {"items": [expected]}}
+    result = await FAST.execute(ON_THE_OBJECT, {"k": "d", "n": include})
+    expected = {"name": "n", "items": [{"code": "c"}]}
+    assert result.data == {"box": expected if include else {"items": [{"code": "c"}]}}
 
 
 async def test_plain_fields_take_the_short_path():
