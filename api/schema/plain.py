@@ -1,6 +1,7 @@
 """Plain fields: fields that only read an attribute of their parent (strawberry gives them no
 resolver of their own, no arguments, no extensions) and return a scalar or enum, or an object
-made only of such fields — or a list of either. Most fields of a decision are plain, and
+made only of such fields — or a list of either — and the Relay `id` of a Node type that keeps
+strawberry's way of making it. Most fields of a decision are plain, and
 graphql-core's generic machinery per field (resolve info, strawberry's resolver wrapper,
 completion) cost more than the rest of an `eligibility` request: the executor
 (api.schema.execution) reads them here instead.
@@ -28,6 +29,7 @@ from graphql import (
     Undefined,
     is_leaf_type,
 )
+from strawberry import relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class PlainField:
     type: GraphQLLeafType | GraphQLObjectType  # of the value, or of each item of a list
     non_null: bool
     is_list: bool
+    node_type: str | None = None  # a Relay id: the attribute is the node's id in this type
 
     @property
     def is_leaf(self) -> bool:
@@ -55,12 +58,32 @@ def plain_fields(schema: GraphQLSchema) -> dict[str, dict[str, PlainField]]:
             continue
         for name, field_def in type_.fields.items():
             definition = field_def.extensions.get("strawberry-definition")
-            if definition is None or not getattr(field_def.resolve, "_is_default", False):
-                continue  # a resolver of its own, permissions or other extensions
-            plain = _plain(definition.python_name, field_def.type)
+            if definition is None:
+                continue
+            if getattr(field_def.resolve, "_is_default", False):
+                plain = _plain(definition.python_name, field_def.type)
+            else:  # a resolver of its own, permissions or other extensions
+                plain = _node_id(type_, definition, field_def.type)
             if plain is not None:
                 found.setdefault(type_.name, {})[name] = plain
     return found
+
+
+def _node_id(type_: GraphQLObjectType, field: Any, kind: GraphQLOutputType) -> PlainField | None:
+    """The `id` of a Relay Node type, when strawberry makes it as it always does: the type's
+    name and `getattr(node, <NodeID attribute>)`, as a GlobalID."""
+    resolver = field.base_resolver
+    if resolver is None or field.extensions or not isinstance(kind, GraphQLNonNull):
+        return None
+    if getattr(resolver.wrapped_func, "__func__", None) is not relay.Node._id.__func__:
+        return None
+    origin = type_.extensions["strawberry-definition"].origin
+    if (
+        origin.resolve_id.__func__ is not relay.Node.resolve_id.__func__
+        or origin.resolve_typename.__func__ is not relay.Node.resolve_typename.__func__
+    ):
+        return None  # the type makes its ids its own way
+    return PlainField(origin.resolve_id_attr(), kind.of_type, True, False, node_type=type_.name)
 
 
 def _plain(attribute: str, kind: GraphQLOutputType) -> PlainField | None:
@@ -72,7 +95,7 @@ def _plain(attribute: str, kind: GraphQLOutputType) -> PlainField | None:
         if not isinstance(kind.of_type, GraphQLNonNull):
             return None  # nullable items: rare, left to graphql-core
         kind = kind.of_type.of_type
-    if is_leaf_type(kind) or (isinstance(kind, GraphQLObjectType) and kind.is_type_of is None):
+    if is_leaf_type(kind) or isinstance(kind, GraphQLObjectType):
         return PlainField(attribute, kind, non_null, is_list)
     return None
 
@@ -98,8 +121,13 @@ def _complete(field: PlainField, value: Any, projection: Projection | None) -> A
     if value is None or value is Undefined or isinstance(value, Exception):
         return Undefined
     if projection is None:
+        if field.node_type is not None:
+            value = relay.GlobalID(type_name=field.node_type, node_id=str(value))
         coerced = field.type.coerce_output_value(value)  # type: ignore[union-attr]
         return Undefined if coerced is None else coerced
+    is_type_of = field.type.is_type_of  # type: ignore[union-attr]
+    if is_type_of is not None and is_type_of(value, None) is not True:
+        return Undefined  # strawberry's checks the class, and needs no resolve info
     out = {}
     for key, sub in projection:
         if isinstance(sub, str):

@@ -11,6 +11,7 @@ import pytest
 import strawberry
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strawberry import relay
 
 from api.schema.execution import Schema
 
@@ -30,10 +31,18 @@ class Item:
 
 
 @strawberry.type
+class Thing(relay.Node):
+    id: relay.NodeID[int]
+    label: str
+
+
+@strawberry.type
 class Box:
     name: str
     items: list[Item]
     first: Item | None
+    thing: Thing | None
+    things: list[Thing]
 
 
 @dataclass
@@ -60,7 +69,7 @@ class Query:
 
 
 def schema(plain: bool) -> Schema:
-    built = Schema(query=Query, max_tokens=2000, rules=(), cache_size=16)
+    built = Schema(query=Query, types=[Thing], max_tokens=2000, rules=(), cache_size=16)
     if not plain:
         built.execution_context_class.plain_fields = {}  # graphql-core's path for every field
     return built
@@ -68,6 +77,7 @@ def schema(plain: bool) -> Schema:
 
 FAST, REFERENCE = schema(plain=True), schema(plain=False)
 
+NODES = "query($k: String!) { box(key: $k) { thing { id label __typename } things { id } } }"
 QUERIES = [
     "query($k: String!) { box(key: $k) { name items { code note tags kind } first { code } } }",
     "query($k: String!) { box(key: $k) { items { c: code c2: code t: __typename } } }",
@@ -75,6 +85,7 @@ QUERIES = [
     " fragment F on Item { code kind }",
     "query($k: String!) { box(key: $k) { items { ... on Item { note tags } } } }",
     "query($k: String!) { box(key: $k) { items { code } items { note } } }",
+    NODES,
     "query($k: String!, $n: Boolean!) { box(key: $k) { items { code note @include(if: $n) } } }",
 ]
 
@@ -87,9 +98,18 @@ values = st.one_of(
     st.just({"a": 1}),
 )
 items = st.dictionaries(st.sampled_from(["code", "note", "tags", "kind"]), values).map(Holder)
+things = st.one_of(
+    st.builds(Thing, id=values, label=values),  # Thing checks nothing: any value may be there
+    st.dictionaries(st.sampled_from(["id", "label"]), values).map(Holder),  # not a Thing
+)
 boxes = st.fixed_dictionaries(
     {"name": st.text(max_size=3)},
-    optional={"items": st.one_of(st.lists(items, max_size=3), st.none()), "first": items},
+    optional={
+        "items": st.one_of(st.lists(items, max_size=3), st.none()),
+        "first": items,
+        "thing": st.one_of(things, st.none()),
+        "things": st.lists(things, max_size=3),
+    },
 ).map(Holder)
 
 
@@ -103,11 +123,28 @@ def _errors(result) -> list | None:
     return result.errors and sorted((e.message, tuple(e.path or ())) for e in result.errors)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(box=boxes, query=st.sampled_from(QUERIES), include=st.booleans())
 def test_plain_reads_give_graphql_cores_results_and_errors(box, query, include):
     BOXES["b"] = box
     fast, reference = asyncio.run(both(query, {"k": "b", "n": include}))
+    assert fast == reference
+
+
+node_boxes = st.builds(
+    lambda thing, things: Holder({"name": "n", "items": [], "thing": thing, "things": things}),
+    st.one_of(things, st.none()),
+    st.lists(things, max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(box=node_boxes)
+def test_relay_ids_and_type_checks_are_graphql_cores(box):
+    """A Node's id is strawberry's GlobalID of the type and the id attribute; an object that is
+    not of the field's type is graphql-core's error, not a projection."""
+    BOXES["n"] = box
+    fast, reference = asyncio.run(both(NODES, {"k": "n"}))
     assert fast == reference
 
 
@@ -136,4 +173,5 @@ async def test_plain_fields_take_the_short_path():
     plain = FAST.execution_context_class.plain_fields
     assert set(plain["Item"]) == {"code", "note", "tags", "kind"}
     assert plain["Box"]["items"].is_list and not plain["Box"]["items"].is_leaf
+    assert plain["Thing"]["id"].node_type == "Thing"
     assert REFERENCE.execution_context_class.plain_fields == {}
