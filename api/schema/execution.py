@@ -16,6 +16,8 @@ from graphql import (
     DocumentNode,
     FieldNode,
     GraphQLError,
+    GraphQLNonNull,
+    GraphQLObjectType,
     OperationDefinitionNode,
     Undefined,
     get_operation_ast,
@@ -76,16 +78,26 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             if field.is_leaf:
                 value = plain.read(field, source)
             else:
-                shape = self._remember(
-                    ("projection", id(field)),
-                    field_details_list,
-                    lambda: self._projection(field, field_details_list),
-                )
+                shape = self._projection(field.type, field_details_list)
                 value = Undefined if shape is None else plain.read(field, source, shape)
             if value is not Undefined:
                 return value
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
+        )
+
+    def complete_value(self, return_type, field_details_list, info, path, result, position_context):
+        """An object that a resolver returned (a root field's decision, say) is projected too
+        when its selection is all plain fields."""
+        kind = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        if isinstance(kind, GraphQLObjectType):
+            shape = self._projection(kind, field_details_list)
+            if shape is not None:
+                completed = plain.project(kind, shape, result)
+                if completed is not Undefined:
+                    return completed
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
         )
 
     def collect_subfields(self, return_type, field_details_list):
@@ -98,10 +110,14 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         )
         return collect(return_type, field_details_list) if collected is None else collected
 
-    def _projection(self, field: plain.PlainField, details: list) -> Any:
-        grouped = self.collect_subfields(field.type, details)[0]
-        fields = self.plain_fields.get(field.type.name, {})
-        return plain.projection(field.type, grouped.items(), fields) or NOTHING
+    def _projection(self, kind: GraphQLObjectType, details: list) -> plain.Projection | None:
+        def work() -> Any:
+            grouped = self.collect_subfields(kind, details)[0]
+            fields = self.plain_fields.get(kind.name, {})
+            shape = plain.projection(kind, grouped.items(), fields, self._projection)
+            return shape or NOTHING
+
+        return self._remember(("projection", kind.name), details, work)
 
     def _remember(self, kind: tuple, details: list, work: Callable[[], Any]) -> Any:
         """What `work` makes of a selection (the fields `details` merge), kept with the prepared

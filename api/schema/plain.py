@@ -10,20 +10,23 @@ Only the happy path is taken here. Whatever is unusual — a missing attribute, 
 may be, a value that does not coerce — makes a read return Undefined, and graphql-core's path
 then does the whole field again and reports exactly the error it always reports."""
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     InlineFragmentNode,
     SelectionSetNode,
     Undefined,
@@ -39,15 +42,20 @@ class PlainField:
     non_null: bool
     is_list: bool
     node_type: str | None = None  # a Relay id: the attribute is the node's id in this type
+    complete: Callable[[Any], Any] = field(init=False)  # a leaf's value → coerced, or Undefined
+
+    def __post_init__(self) -> None:
+        if self.is_leaf:
+            object.__setattr__(self, "complete", _leaf_completion(self.type, self.node_type))
 
     @property
     def is_leaf(self) -> bool:
         return not isinstance(self.type, GraphQLObjectType)
 
 
-Projection = tuple[tuple[str, PlainField | str], ...]
-"""An object's selection: response key → its plain leaf field, or the type's name for
-`__typename`."""
+Projection = tuple[tuple[str, "PlainField | str", "Projection | None"], ...]
+"""An object's selection: response key → its plain field (with, for an object, the projection
+of its own selection), or the type's name for `__typename`."""
 
 
 def plain_fields(schema: GraphQLSchema) -> dict[str, dict[str, PlainField]]:
@@ -106,38 +114,64 @@ def read(field: PlainField, source: Any, projection: Projection | None = None) -
     value = getattr(source, field.attribute, Undefined)
     if value is None:
         return Undefined if field.non_null else None
+    complete = field.complete if projection is None else partial(project, field.type, projection)
     try:
         if not field.is_list:
-            return _complete(field, value, projection)
+            return complete(value)
         if not isinstance(value, list | tuple):
             return Undefined
-        items = [_complete(field, item, projection) for item in value]
+        items = [Undefined if item is None else complete(item) for item in value]
     except Exception:  # graphql-core's path reports it, located in the response
         return Undefined
     return Undefined if any(item is Undefined for item in items) else items
 
 
-def _complete(field: PlainField, value: Any, projection: Projection | None) -> Any:
+def project(kind: GraphQLObjectType, projection: Projection, value: Any) -> Any:
+    """An object of type `kind` completed through `projection`, or Undefined."""
     if value is None or value is Undefined or isinstance(value, Exception):
         return Undefined
-    if projection is None:
-        if field.node_type is not None:
-            value = relay.GlobalID(type_name=field.node_type, node_id=str(value))
-        coerced = field.type.coerce_output_value(value)  # type: ignore[union-attr]
-        return Undefined if coerced is None else coerced
-    is_type_of = field.type.is_type_of  # type: ignore[union-attr]
-    if is_type_of is not None and is_type_of(value, None) is not True:
-        return Undefined  # strawberry's checks the class, and needs no resolve info
-    out = {}
-    for key, sub in projection:
-        if isinstance(sub, str):
-            out[key] = sub  # __typename
-            continue
-        completed = read(sub, value)
-        if completed is Undefined:
-            return Undefined
-        out[key] = completed
+    try:
+        if kind.is_type_of is not None and kind.is_type_of(value, None) is not True:
+            return Undefined  # strawberry's checks the class, and needs no resolve info
+        out = {}
+        for key, sub, below in projection:
+            if sub.__class__ is str:
+                out[key] = sub  # __typename
+                continue
+            if below is not None or sub.is_list:  # type: ignore[union-attr]
+                completed = read(sub, value, below)  # type: ignore[arg-type]
+            else:
+                completed = getattr(value, sub.attribute, Undefined)  # type: ignore[union-attr]
+                if completed is None:
+                    if sub.non_null:  # type: ignore[union-attr]
+                        return Undefined
+                else:
+                    completed = sub.complete(completed)  # type: ignore[union-attr]
+            if completed is Undefined:
+                return Undefined
+            out[key] = completed
+    except Exception:  # graphql-core's path reports it
+        return Undefined
     return out
+
+
+def _leaf_completion(leaf: Any, node_type: str | None) -> Callable[[Any], Any]:
+    """How a leaf's (non-null) value is completed: graphql-core's coercion, with its answers
+    that mean "an error" (None) turned into Undefined. Text that is already a str is what
+    String and ID's coercion return as they are, and is returned at once."""
+    coerce = leaf.coerce_output_value
+
+    def complete(value: Any) -> Any:
+        if value is Undefined or isinstance(value, Exception):
+            return Undefined
+        if node_type is not None:
+            value = relay.GlobalID(type_name=node_type, node_id=str(value))
+        coerced = coerce(value)
+        return Undefined if coerced is None else coerced
+
+    if node_type is None and (leaf is GraphQLString or leaf is GraphQLID):
+        return lambda value: value if value.__class__ is str else complete(value)
+    return complete
 
 
 def has_directives(
@@ -167,17 +201,22 @@ def projection(
     kind: GraphQLObjectType,
     grouped: Iterable[tuple[str, list]],
     fields: dict[str, PlainField],
+    nested: Callable[[GraphQLObjectType, list], "Projection | None"],
 ) -> Projection | None:
-    """The projection of an object's collected selection, if every selected field is a plain
-    leaf (or `__typename`)."""
-    out: list[tuple[str, PlainField | str]] = []
+    """The projection of an object's collected selection (response key → the fields it
+    merges), if every selected field is plain (or `__typename`); `nested` makes an object
+    field's own."""
+    out: list[tuple[str, PlainField | str, Projection | None]] = []
     for key, details in grouped:
         name = details[0].node.name.value
         if name == "__typename":
-            out.append((key, kind.name))
+            out.append((key, kind.name, None))
             continue
         plain = fields.get(name)
-        if plain is None or not plain.is_leaf:
+        if plain is None:
             return None
-        out.append((key, plain))
+        below = None if plain.is_leaf else nested(plain.type, details)  # type: ignore[arg-type]
+        if not plain.is_leaf and below is None:
+            return None
+        out.append((key, plain, below))
     return tuple(out)
