@@ -159,9 +159,9 @@ class Schema(strawberry.Schema):
         **kwargs: Any,
     ) -> None:
         super().__init__(execution_context_class=Executor, **kwargs)
-        self.execution_context_class = type(
-            "Executor", (Executor,), {"plain_fields": plain.plain_fields(self._schema)}
-        )
+        # Plain fields are read with getattr: only when that is the schema's default resolver.
+        reads = plain.plain_fields(self._schema) if self.config.default_resolver is getattr else {}
+        self.execution_context_class = type("Executor", (Executor,), {"plain_fields": reads})
         self.max_tokens = max_tokens
         self.rules = (
             *specified_rules,

@@ -33,6 +33,7 @@ from graphql import (
     is_leaf_type,
 )
 from strawberry import relay
+from strawberry.execution import optimized_is_awaitable
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class PlainField:
     non_null: bool
     is_list: bool
     node_type: str | None = None  # a Relay id: the attribute is the node's id in this type
+    node_class: type | None = None  # … when the object is exactly of this class
     complete: Callable[[Any], Any] = field(init=False)  # a leaf's value → coerced, or Undefined
 
     def __post_init__(self) -> None:
@@ -68,9 +70,11 @@ def plain_fields(schema: GraphQLSchema) -> dict[str, dict[str, PlainField]]:
             definition = field_def.extensions.get("strawberry-definition")
             if definition is None:
                 continue
-            if getattr(field_def.resolve, "_is_default", False):
+            if definition.extensions:  # permissions or other extensions: strawberry's to run
+                continue
+            if definition.base_resolver is None:
                 plain = _plain(definition.python_name, field_def.type)
-            else:  # a resolver of its own, permissions or other extensions
+            else:
                 plain = _node_id(type_, definition, field_def.type)
             if plain is not None:
                 found.setdefault(type_.name, {})[name] = plain
@@ -81,7 +85,7 @@ def _node_id(type_: GraphQLObjectType, field: Any, kind: GraphQLOutputType) -> P
     """The `id` of a Relay Node type, when strawberry makes it as it always does: the type's
     name and `getattr(node, <NodeID attribute>)`, as a GlobalID."""
     resolver = field.base_resolver
-    if resolver is None or field.extensions or not isinstance(kind, GraphQLNonNull):
+    if not isinstance(kind, GraphQLNonNull):
         return None
     if getattr(resolver.wrapped_func, "__func__", None) is not relay.Node._id.__func__:
         return None
@@ -90,8 +94,9 @@ def _node_id(type_: GraphQLObjectType, field: Any, kind: GraphQLOutputType) -> P
         origin.resolve_id.__func__ is not relay.Node.resolve_id.__func__
         or origin.resolve_typename.__func__ is not relay.Node.resolve_typename.__func__
     ):
-        return None  # the type makes its ids its own way
-    return PlainField(origin.resolve_id_attr(), kind.of_type, True, False, node_type=type_.name)
+        return None  # the type makes its ids its own way (a subclass may too: see node_class)
+    attribute = origin.resolve_id_attr()
+    return PlainField(attribute, kind.of_type, True, False, type_.name, node_class=origin)
 
 
 def _plain(attribute: str, kind: GraphQLOutputType) -> PlainField | None:
@@ -111,11 +116,13 @@ def _plain(attribute: str, kind: GraphQLOutputType) -> PlainField | None:
 def read(field: PlainField, source: Any, projection: Projection | None = None) -> Any:
     """The field's completed value (a leaf's, or an object's through `projection`), or
     Undefined where graphql-core must decide."""
-    value = getattr(source, field.attribute, Undefined)
-    if value is None:
-        return Undefined if field.non_null else None
+    if field.node_class is not None and source.__class__ is not field.node_class:
+        return Undefined  # a subclass may make its ids another way
     complete = field.complete if projection is None else partial(project, field.type, projection)
     try:
+        value = getattr(source, field.attribute, Undefined)  # a property may raise
+        if value is None:
+            return Undefined if field.non_null else None
         if not field.is_list:
             return complete(value)
         if not isinstance(value, list | tuple):
@@ -128,7 +135,7 @@ def read(field: PlainField, source: Any, projection: Projection | None = None) -
 
 def project(kind: GraphQLObjectType, projection: Projection, value: Any) -> Any:
     """An object of type `kind` completed through `projection`, or Undefined."""
-    if value is None or value is Undefined or isinstance(value, Exception):
+    if value is None or value is Undefined or _unusual(value):
         return Undefined
     try:
         if kind.is_type_of is not None and kind.is_type_of(value, None) is not True:
@@ -138,7 +145,7 @@ def project(kind: GraphQLObjectType, projection: Projection, value: Any) -> Any:
             if sub.__class__ is str:
                 out[key] = sub  # __typename
                 continue
-            if below is not None or sub.is_list:  # type: ignore[union-attr]
+            if below is not None or sub.is_list or sub.node_class:  # type: ignore[union-attr]
                 completed = read(sub, value, below)  # type: ignore[arg-type]
             else:
                 completed = getattr(value, sub.attribute, Undefined)  # type: ignore[union-attr]
@@ -155,6 +162,11 @@ def project(kind: GraphQLObjectType, projection: Projection, value: Any) -> Any:
     return out
 
 
+def _unusual(value: Any) -> bool:
+    """An Exception (graphql-core raises it) or an awaitable (graphql-core awaits it)."""
+    return isinstance(value, Exception) or optimized_is_awaitable(value)
+
+
 def _leaf_completion(leaf: Any, node_type: str | None) -> Callable[[Any], Any]:
     """How a leaf's (non-null) value is completed: graphql-core's coercion, with its answers
     that mean "an error" (None) turned into Undefined. Text that is already a str is what
@@ -162,7 +174,7 @@ def _leaf_completion(leaf: Any, node_type: str | None) -> Callable[[Any], Any]:
     coerce = leaf.coerce_output_value
 
     def complete(value: Any) -> Any:
-        if value is Undefined or isinstance(value, Exception):
+        if value is Undefined or _unusual(value):
             return Undefined
         if node_type is not None:
             value = relay.GlobalID(type_name=node_type, node_id=str(value))

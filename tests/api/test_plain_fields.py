@@ -5,13 +5,17 @@ query selects them."""
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import strawberry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strawberry import relay
+from strawberry.extensions import FieldExtension
+from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 
 from api.schema.execution import Schema
 
@@ -175,3 +179,94 @@ async def test_plain_fields_take_the_short_path():
     assert plain["Box"]["items"].is_list and not plain["Box"]["items"].is_leaf
     assert plain["Thing"]["id"].node_type == "Thing"
     assert REFERENCE.execution_context_class.plain_fields == {}
+
+
+# Cases a review found where a plain read could have differed from graphql-core's.
+
+
+class Deny(BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+class Upper(FieldExtension):
+    def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
+        return next_(source, info, **kwargs).upper()
+
+
+@strawberry.type
+class Guarded:
+    salary: int | None = strawberry.field(permission_classes=[Deny])
+    shout: str = strawberry.field(extensions=[Upper()])
+    data: JSON | None
+
+
+class LegacyThing(Thing):  # a Python subclass of a Node type that makes its ids its own way
+    @classmethod
+    def resolve_id(cls, root: Any, *, info: Any) -> str:
+        return f"legacy-{root.id}"
+
+
+class LazyRow:  # an ORM row whose lazy attribute fails with something else than AttributeError
+    code = "c"
+    tags: ClassVar[list[str]] = []
+    kind = Kind.WELL
+
+    @property
+    def note(self) -> str:
+        raise RuntimeError("lazy load failed")
+
+
+async def later() -> dict:
+    return {"a": 1}
+
+
+@strawberry.type
+class Odd:
+    @strawberry.field
+    def guarded(self) -> Guarded:
+        return Guarded(salary=100, shout="hi", data=None)
+
+    @strawberry.field
+    def awaiting(self) -> Guarded:
+        return Guarded(salary=None, shout="hi", data=later())
+
+    @strawberry.field
+    def legacy(self) -> list[Thing]:
+        return [LegacyThing(id=1, label="x")]
+
+    @strawberry.field
+    def lazy(self) -> Box:
+        return Box(name="n", items=[LazyRow()], first=LazyRow(), thing=None, things=[])
+
+
+def odd_schema(plain: bool, **config: Any) -> Schema:
+    built = Schema(
+        query=Odd, max_tokens=2000, rules=(), cache_size=16, config=StrawberryConfig(**config)
+    )
+    if not plain:
+        built.execution_context_class.plain_fields = {}
+    return built
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ guarded { salary shout } }",  # permissions and extensions run
+        "{ awaiting { data } }",  # an awaitable value is awaited
+        "{ legacy { id label } }",  # the subclass's resolve_id is used
+        "{ lazy { name first { code note } items { note } } }",  # the error is the field's
+    ],
+)
+async def test_what_only_graphql_core_can_do_takes_its_path(query):
+    fast = await odd_schema(True).execute(query)
+    reference = await odd_schema(False).execute(query)
+    assert (fast.data, _errors(fast)) == (reference.data, _errors(reference))
+
+
+async def test_no_plain_reads_under_another_default_resolver():
+    """Plain reads are getattr: a schema resolving attributes another way reads nothing plainly."""
+    subscripting = odd_schema(True, default_resolver=lambda obj, name: obj[name])
+    assert subscripting.execution_context_class.plain_fields == {}
