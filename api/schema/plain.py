@@ -1,14 +1,18 @@
-"""Plain fields: fields that only read an attribute of their parent (strawberry gives them no
-resolver of their own, no arguments, no extensions) and return a scalar or enum, or an object
-made only of such fields — or a list of either — and the Relay `id` of a Node type that keeps
-strawberry's way of making it. Most fields of a decision are plain, and
-graphql-core's generic machinery per field (resolve info, strawberry's resolver wrapper,
-completion) cost more than the rest of an `eligibility` request: the executor
-(api.schema.execution) reads them here instead.
+"""Plain fields, read without graphql-core's machinery per field.
 
-Only the happy path is taken here. Whatever is unusual — a missing attribute, a null where none
-may be, a value that does not coerce — makes a read return Undefined, and graphql-core's path
-then does the whole field again and reports exactly the error it always reports."""
+A plain field only reads an attribute of its parent with getattr: strawberry gives it no
+resolver, no arguments, no permissions or other extensions. It returns a scalar or enum, an
+object, or a list of either; so does, in effect, the Relay `id` of a Node type that keeps
+strawberry's way of making it. An object whose whole selection is plain is completed through a
+projection (api.schema.execution builds it once per prepared document), whether a plain field
+or a resolver returned it. Most of a decision is plain, and graphql-core's work per field
+(resolve info, strawberry's resolver wrapper, completion) cost more than the rest of an
+`eligibility` request.
+
+Only the happy path is taken here. Anything unusual — a missing attribute or one that raises, a
+null where none may be, a value that does not coerce, an awaitable, an object of another class —
+makes a read return Undefined, and graphql-core then does the whole field again and reports
+exactly what it always reports (a property is then read twice)."""
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
