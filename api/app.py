@@ -29,13 +29,35 @@ from registry import db, heap, migrate
 from registry.settings import Settings, get_settings
 
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+"""GraphQL over HTTP's own media type: a client that asks for it gets it, and with it a 400 for a
+request that does not validate (under application/json that is a 200, as clients expect)."""
 MAX_BODY_BYTES = 512 * 1024
 """A 1,000-code `eligibilities` request is about 70 kB."""
 
 
-def _graphql_error(message: str, code: str, status: int, headers: dict | None = None) -> Response:
+def _graphql_error(
+    message: str,
+    code: str,
+    status: int,
+    headers: dict | None = None,
+    media_type: str = MediaType.JSON,
+) -> Response:
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
-    return Response(body, status_code=status, headers=headers)
+    return Response(body, status_code=status, headers=headers, media_type=media_type)
+
+
+def response_media_type(request: Request) -> str:
+    """application/json unless the client prefers GraphQL over HTTP's own media type."""
+    if "graphql-response" not in request.headers.get("accept", ""):
+        return MediaType.JSON  # the usual case, without parsing Accept
+    return request.accept.best_match([MediaType.JSON, GRAPHQL_RESPONSE], default=MediaType.JSON)
+
+
+def is_request_error(result: Any) -> bool:
+    """Nothing was executed: the document did not parse or validate, or the variables did not
+    coerce. Such errors have no path; an error of a field always has one."""
+    return result.data is None and all(e.path is None for e in result.errors or ())
 
 
 class BadRequest(ValueError):
@@ -120,6 +142,7 @@ def graphql_controller(production: bool) -> type:
             negotiation, batching, uploads, streaming): that view cost more CPU than executing
             an `eligibility` query. JSON in, JSON out; GET and GraphiQL stay strawberry's."""
             context = await graphql_context(request)  # 401 before anything else
+            media_type = response_media_type(request)
             try:
                 query, variables, name = graphql_params(
                     await request.body(), request.content_type[0]
@@ -139,8 +162,14 @@ def graphql_controller(production: bool) -> type:
                 problem = e.as_http_error_reason("POST")
             else:
                 body = await self.process_result(request, result)
-                return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
-            return _graphql_error(problem, BAD_REQUEST, 400)
+                status = 200
+                if media_type == GRAPHQL_RESPONSE and is_request_error(result):
+                    status = 400
+                    body.pop("data", None)  # GraphQL over HTTP: no data entry, nothing ran
+                return Response(
+                    msgspec.json.encode(body), status_code=status, media_type=media_type
+                )
+            return _graphql_error(problem, BAD_REQUEST, 400, media_type=media_type)
 
         async def process_result(self, request: Request, result: Any) -> Any:
             if result.errors:

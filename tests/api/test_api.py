@@ -306,6 +306,36 @@ def test_a_request_that_is_not_a_graphql_post_is_400_with_a_code(
     assert says in r.json()["errors"][0]["message"]
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "status", "has_data"),
+    [
+        (ELIGIBILITY, {"c": GOOD, "k": "NEW_WELL"}, 200, True),
+        (ELIGIBILITY, {"c": BAD, "k": "NEW_WELL"}, 200, True),  # a field's error: data is null
+        (ELIGIBILITY, {"c": GOOD, "k": "NO_SUCH_KIND"}, 400, False),  # variables do not coerce
+        ("{ eligibility { nope } }", None, 400, False),  # does not validate
+        ("{ eligibility(", None, 400, False),  # does not parse
+    ],
+    ids=["ok", "field-error", "bad-variable", "invalid", "unparsable"],
+)
+def test_graphql_over_http_media_type_on_request(gql, tokens, query, variables, status, has_data):
+    """A client that asks for application/graphql-response+json gets it, with 400 and no data
+    entry when nothing could run; under application/json the same requests are 200."""
+    token = tokens[Role.APPROVAL_SYSTEM]
+    accept = f"{GRAPHQL_RESPONSE}, application/json;q=0.9"
+    r = gql.post(query, variables, token, headers={"Accept": accept})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    assert ("data" in r.json()) is has_data
+    assert r.json().get("errors") or status == 200
+    legacy = gql.post(query, variables, token)
+    assert legacy.status_code == 200
+    assert legacy.headers["content-type"].startswith("application/json")
+    assert "data" in legacy.json()
+
+
 def test_decisions_survive_the_database_dropping_pooled_connections(gql, tokens, api_engine):
     """A restart or an idle timeout kills the API's pooled connections; the next requests still
     answer (the dead connection is replaced, the read repeated)."""
