@@ -24,17 +24,20 @@ def run_server(
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    Granian(
-        target,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        factory=True,
-        log_level=LogLevels(log_level),
-        log_access=False,
-        workers_kill_timeout=10,
-    ).serve()
+    from api.observability import shared_metrics
+
+    with shared_metrics(workers > 1):
+        Granian(
+            target,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            factory=True,
+            log_level=LogLevels(log_level),
+            log_access=False,
+            workers_kill_timeout=10,
+        ).serve()
 
 
 def _database_ready(migrate_embedded: bool) -> str:

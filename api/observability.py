@@ -1,15 +1,28 @@
 """Logs (structlog, JSON, one line per event, with the request id) and Prometheus metrics."""
 
+import contextlib
 import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import values as metric_values
 from prometheus_client.metrics import MetricWrapperBase
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -56,6 +69,28 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def shared_metrics(several_workers: bool) -> Iterator[None]:
+    """With several worker processes, each counts into files of one fresh folder, and /metrics
+    adds them all up (prometheus-client's multiprocess mode): otherwise a scrape would show the
+    counters of whichever worker answered it. Set before the workers start (and make their
+    metrics), removed when the server stops."""
+    if not several_workers:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="geocredit-metrics-")
+    os.environ[MULTIPROCESS_DIR] = folder
+    # prometheus-client picks its value class on import; this process may have imported it.
+    metric_values.ValueClass = metric_values.get_value_class()
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Metrics:
     """The service's Prometheus metrics, on a registry of their own (one per app)."""
 
@@ -99,25 +134,37 @@ class Metrics:
             "Age of the newest monitoring data stored (now − watermark resultTime), per feed.",
             ["source"],
             registry=r,
+            multiprocess_mode="mostrecent",  # set at scrape time by the worker answering
         )
         self.ingest_watermark = Gauge(
             "geocredit_ingest_watermark_timestamp_seconds",
             "The ingest watermark's resultTime, per feed.",
             ["source"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.job_last_success = Gauge(
             "geocredit_job_last_success_timestamp_seconds",
             "When each job last finished successfully.",
             ["job"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.job_last_failure = Gauge(
             "geocredit_job_last_failure_timestamp_seconds",
             "When each job last failed.",
             ["job"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
+
+    def exposition(self) -> bytes:
+        """The text /metrics answers: this process's metrics, or every worker's added up."""
+        if MULTIPROCESS_DIR not in os.environ:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
     def labelled(self, metric: MetricWrapperBase, *values: str) -> Any:
         """`metric.labels(*values)`, remembered: prometheus-client takes a lock and builds the

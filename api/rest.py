@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 from litestar.openapi import ResponseSpec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.context import Services
 from api.observability import log
@@ -100,7 +100,7 @@ async def metrics(request: Request) -> Response[bytes]:
         await _refresh_gauges(services)
     except sa.exc.SQLAlchemyError as e:  # metrics must still answer while the database is down
         log.warning("metrics: database gauges not refreshed", error=str(e).splitlines()[0])
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 ROUTES = [healthz, readyz, metrics]

@@ -52,6 +52,7 @@ class Server:
     db_url: str
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
     port: int = 0
     process: subprocess.Popen | None = None
 
@@ -72,6 +73,8 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                "--workers",
+                str(self.workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,

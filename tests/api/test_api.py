@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -15,7 +16,14 @@ from api.schema.approval import MAX_BATCH
 from api.schema.base import allowed_roles
 from registry.models import Role
 from tests.api.conftest import make_token
-from tests.api.support import FindingSpec, add_snapshot, code, error_codes, file_company
+from tests.api.support import (
+    FindingSpec,
+    Server,
+    add_snapshot,
+    code,
+    error_codes,
+    file_company,
+)
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
 
@@ -490,6 +498,25 @@ def test_screening_writes_are_in_the_audit_chain(gql, tokens, api_engine):
 
 
 # ---------------------------------------------------------------- operators' routes
+
+
+def test_metrics_add_up_every_workers_requests(api_db_url, tokens, tmp_path):
+    """With several workers, every scrape shows the requests of all of them, whichever worker
+    answers it (each request and each scrape on a connection of its own)."""
+    server = Server(api_db_url, tmp_path / "server.log", workers=2).start()
+    try:
+        auth = {"Authorization": f"Bearer {tokens[Role.APPROVAL_SYSTEM]}"}
+        body = {"query": ELIGIBILITY, "variables": {"c": GOOD, "k": "NEW_WELL"}}
+        for _ in range(30):
+            r = httpx.post(server.url + "/graphql", json=body, headers=auth, timeout=30)
+            assert r.status_code == 200 and "errors" not in r.json(), r.text
+        line = 'geocredit_graphql_operations_total{operation="query:eligibility",outcome="ok"} '
+        for _ in range(8):
+            text = httpx.get(server.url + "/metrics", timeout=30).text
+            counts = [float(t.split()[-1]) for t in text.splitlines() if t.startswith(line)]
+            assert counts == [30.0], text
+    finally:
+        server.stop()
 
 
 def test_health_and_readiness(gql):
