@@ -4,6 +4,7 @@
 import json
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from importlib.metadata import version
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from api.context import Services, graphql_context
-from api.errors import BAD_REQUEST, ApiError, Unauthenticated
+from api.errors import BAD_REQUEST, INTERNAL, ApiError, Unauthenticated
 from api.observability import configure_logging, log, request_id_middleware
 from api.rest import ROUTES
 from api.schema import build_schema
@@ -43,21 +44,57 @@ def _graphql_error(
     headers: dict | None = None,
     media_type: str = MediaType.JSON,
 ) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    if media_type != GRAPHQL_RESPONSE:
+        body = {"data": None, **body}  # GraphQL over HTTP: a request error has no data entry
     return Response(body, status_code=status, headers=headers, media_type=media_type)
 
 
-def response_media_type(request: Request) -> str:
-    """application/json unless the client prefers GraphQL over HTTP's own media type."""
-    if "graphql-response" not in request.headers.get("accept", ""):
+def response_media_type(accept: str) -> str:
+    """application/json unless the client ranks GraphQL over HTTP's own media type higher."""
+    if "graphql-response" not in accept.lower():
         return MediaType.JSON  # the usual case, without parsing Accept
-    return request.accept.best_match([MediaType.JSON, GRAPHQL_RESPONSE], default=MediaType.JSON)
+    return _preferred(accept)
 
 
-def is_request_error(result: Any) -> bool:
-    """Nothing was executed: the document did not parse or validate, or the variables did not
-    coerce. Such errors have no path; an error of a field always has one."""
-    return result.data is None and all(e.path is None for e in result.errors or ())
+@lru_cache(maxsize=64)
+def _preferred(accept: str) -> str:
+    """Of the two types, the one the Accept header ranks higher (ties: application/json). The
+    most specific matching range gives a type's q; q=0 refuses it."""
+    ranges = []
+    for part in accept.lower().split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media, q))
+
+    def quality(media_type: str) -> float:
+        family = media_type.split("/")[0] + "/*"
+        specificity = {media_type: 3, family: 2, "*/*": 1}
+        matches = [(specificity[m], q) for m, q in ranges if m in specificity]
+        return max(matches)[1] if matches else 0.0
+
+    return (
+        GRAPHQL_RESPONSE if quality(GRAPHQL_RESPONSE) > quality(MediaType.JSON) else MediaType.JSON
+    )
+
+
+def response_status(result: Any, media_type: str) -> int:
+    """200, except under GraphQL over HTTP's own media type when nothing ran: 400 when the
+    document did not parse or validate or the variables did not coerce (such errors have no
+    path), 500 when a bug of ours stopped it."""
+    if media_type != GRAPHQL_RESPONSE or result.data is not None or not result.errors:
+        return 200
+    if any(e.path is not None for e in result.errors):
+        return 200  # a field's error nulled the whole answer: the request itself was fine
+    codes = {(e.extensions or {}).get("code") for e in result.errors}
+    return 500 if INTERNAL in codes else 400
 
 
 class BadRequest(ValueError):
@@ -142,7 +179,7 @@ def graphql_controller(production: bool) -> type:
             negotiation, batching, uploads, streaming): that view cost more CPU than executing
             an `eligibility` query. JSON in, JSON out; GET and GraphiQL stay strawberry's."""
             context = await graphql_context(request)  # 401 before anything else
-            media_type = response_media_type(request)
+            media_type = response_media_type(request.headers.get("accept", ""))
             try:
                 query, variables, name = graphql_params(
                     await request.body(), request.content_type[0]
@@ -162,10 +199,9 @@ def graphql_controller(production: bool) -> type:
                 problem = e.as_http_error_reason("POST")
             else:
                 body = await self.process_result(request, result)
-                status = 200
-                if media_type == GRAPHQL_RESPONSE and is_request_error(result):
-                    status = 400
-                    body.pop("data", None)  # GraphQL over HTTP: no data entry, nothing ran
+                status = response_status(result, media_type)
+                if status != 200:
+                    body.pop("data", None)  # GraphQL over HTTP: nothing ran, no data entry
                 return Response(
                     msgspec.json.encode(body), status_code=status, media_type=media_type
                 )

@@ -25,8 +25,9 @@ def run_server(
     from granian.log import LogLevels
 
     from api.observability import shared_metrics
+    from registry.settings import get_settings
 
-    with shared_metrics(workers > 1):
+    with shared_metrics(workers > 1, get_settings().data_path / "run"):
         Granian(
             target,
             address=host,

@@ -6,12 +6,13 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -73,21 +74,32 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @contextlib.contextmanager
-def shared_metrics(several_workers: bool) -> Iterator[None]:
-    """With several worker processes, each counts into files of one fresh folder, and /metrics
-    adds them all up (prometheus-client's multiprocess mode): otherwise a scrape would show the
-    counters of whichever worker answered it. Set before the workers start (and make their
-    metrics), removed when the server stops."""
-    if not several_workers:
+def shared_metrics(several_workers: bool, parent: Path) -> Iterator[None]:
+    """With several worker processes, each counts into files of one folder, and /metrics adds
+    them all up (prometheus-client's multiprocess mode): otherwise a scrape would show the
+    counters of whichever worker answered it. The folder is made under `parent` (not /tmp,
+    whose cleaners could remove it under a running server) before the workers start, and
+    removed when the server stops; folders of servers that were killed are removed at the next
+    start. An operator's own PROMETHEUS_MULTIPROC_DIR is used as it is."""
+    if not several_workers or MULTIPROCESS_DIR in os.environ:
         yield
         return
-    folder = tempfile.mkdtemp(prefix="geocredit-metrics-")
-    os.environ[MULTIPROCESS_DIR] = folder
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("metrics-*"):
+        pid = old.name.removeprefix("metrics-")
+        if not pid.isdigit() or not psutil.pid_exists(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"metrics-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    os.environ[MULTIPROCESS_DIR] = str(folder)
     # prometheus-client picks its value class on import; this process may have imported it.
-    metric_values.ValueClass = metric_values.get_value_class()
+    previous, metric_values.ValueClass = metric_values.ValueClass, metric_values.get_value_class()
     try:
         yield
     finally:
+        metric_values.ValueClass = previous
+        del os.environ[MULTIPROCESS_DIR]
         shutil.rmtree(folder, ignore_errors=True)
 
 

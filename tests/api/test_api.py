@@ -344,6 +344,55 @@ def test_graphql_over_http_media_type_on_request(gql, tokens, query, variables, 
     assert "data" in legacy.json()
 
 
+def test_a_malformed_request_under_graphql_response_has_no_data_entry(gql, tokens):
+    r = gql.http.post(
+        "/graphql",
+        content=b"{not json",
+        headers={
+            "Authorization": f"Bearer {tokens[Role.APPROVAL_SYSTEM]}",
+            "Content-Type": "application/json",
+            "Accept": GRAPHQL_RESPONSE,
+        },
+    )
+    assert r.status_code == 400 and r.headers["content-type"].startswith(GRAPHQL_RESPONSE)
+    assert "data" not in r.json() and error_codes(r.json()) == ["BAD_REQUEST"]
+
+
+def test_under_graphql_response_a_bug_of_ours_is_a_500_and_a_fields_error_a_200():
+    from graphql import GraphQLError
+    from strawberry.types import ExecutionResult
+
+    from api.app import response_status
+    from api.errors import INTERNAL
+
+    bug = GraphQLError("internal error; quote request id x", extensions={"code": INTERNAL})
+    field = GraphQLError("no", path=["eligibility"], extensions={"code": "INVALID_CREDIT_CODE"})
+    assert response_status(ExecutionResult(data=None, errors=[bug]), GRAPHQL_RESPONSE) == 500
+    assert response_status(ExecutionResult(data=None, errors=[field]), GRAPHQL_RESPONSE) == 200
+    assert response_status(ExecutionResult(data=None, errors=[bug]), "application/json") == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "answer"),
+    [
+        ("", "application/json"),
+        ("*/*", "application/json"),
+        ("application/json", "application/json"),
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        ("Application/GraphQL-Response+JSON", GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE};charset=utf-8, application/json;q=0.9", GRAPHQL_RESPONSE),
+        (f"application/json, {GRAPHQL_RESPONSE}", "application/json"),  # a tie
+        (f"{GRAPHQL_RESPONSE};q=0, */*", "application/json"),  # refused
+        (f"{GRAPHQL_RESPONSE};q=0.5, application/*;q=0.2", GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE};q=0.5, application/json;q=0.8", "application/json"),
+    ],
+)
+def test_the_answers_media_type_follows_accept(accept, answer):
+    from api.app import response_media_type
+
+    assert response_media_type(accept) == answer
+
+
 def test_decisions_survive_the_database_dropping_pooled_connections(gql, tokens, api_engine):
     """A restart or an idle timeout kills the API's pooled connections; the next requests still
     answer (the dead connection is replaced, the read repeated)."""
@@ -502,8 +551,13 @@ def test_screening_writes_are_in_the_audit_chain(gql, tokens, api_engine):
 
 def test_metrics_add_up_every_workers_requests(api_db_url, tokens, tmp_path):
     """With several workers, every scrape shows the requests of all of them, whichever worker
-    answers it (each request and each scrape on a connection of its own)."""
-    server = Server(api_db_url, tmp_path / "server.log", workers=2).start()
+    answers it (each request and each scrape on a connection of its own). Their shared folder
+    is gone when the server stops, and a killed server's is removed at the next start."""
+    stale = tmp_path / "data" / "run" / "metrics-999999999"
+    stale.mkdir(parents=True)
+    env = {"GEOCREDIT_DATA_DIR": str(tmp_path / "data")}
+    server = Server(api_db_url, tmp_path / "server.log", env=env, workers=2).start()
+    assert not stale.exists()
     try:
         auth = {"Authorization": f"Bearer {tokens[Role.APPROVAL_SYSTEM]}"}
         body = {"query": ELIGIBILITY, "variables": {"c": GOOD, "k": "NEW_WELL"}}
@@ -517,6 +571,7 @@ def test_metrics_add_up_every_workers_requests(api_db_url, tokens, tmp_path):
             assert counts == [30.0], text
     finally:
         server.stop()
+    assert list((tmp_path / "data" / "run").iterdir()) == []
 
 
 def test_health_and_readiness(gql):
