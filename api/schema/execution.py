@@ -51,7 +51,7 @@ class Prepared:
     document: DocumentNode | None
     errors: list[GraphQLError] | None
     labels: dict[str | None, str] = field(default_factory=dict)  # operationName → metric label
-    memo: dict = field(default_factory=dict)  # the executor's, see Executor.remembered
+    memo: dict = field(default_factory=dict)  # the executor's, see Executor._remember
 
 
 MEMO_PER_DOCUMENT = 128

@@ -149,15 +149,7 @@ def project(kind: GraphQLObjectType, projection: Projection, value: Any) -> Any:
             if sub.__class__ is str:
                 out[key] = sub  # __typename
                 continue
-            if below is not None or sub.is_list or sub.node_class:  # type: ignore[union-attr]
-                completed = read(sub, value, below)  # type: ignore[arg-type]
-            else:
-                completed = getattr(value, sub.attribute, Undefined)  # type: ignore[union-attr]
-                if completed is None:
-                    if sub.non_null:  # type: ignore[union-attr]
-                        return Undefined
-                else:
-                    completed = sub.complete(completed)  # type: ignore[union-attr]
+            completed = read(sub, value, below)  # type: ignore[arg-type]
             if completed is Undefined:
                 return Undefined
             out[key] = completed
