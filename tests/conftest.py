@@ -1,11 +1,13 @@
 """Shared fixtures: one real embedded PostgreSQL per test run, a fresh database per test module.
 
-The server lives in <tmp>/geocredit-tests (kept between runs, so only the first run pays for
-initdb); each run migrates a template database once and clones it for every module that asks.
-GEOCREDIT_TEST_DATABASE_URL points the tests at another server instead.
+The server's data lives in <tmp>/geocredit-tests (kept between runs, so only the first run pays
+for initdb); a run that started the server stops it at the end. Each run migrates a template
+database once and clones it for every module that asks. GEOCREDIT_TEST_DATABASE_URL points the
+tests at another server instead.
 """
 
 import itertools
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -20,21 +22,33 @@ from registry import db, embedded, migrate
 _counter = itertools.count()
 
 
-def _admin_url() -> str:
-    external = os.environ.get("GEOCREDIT_TEST_DATABASE_URL")
-    if external:
-        return external
-    data_dir = Path(tempfile.gettempdir()) / "geocredit-tests"
-    return embedded.start(data_dir)
-
-
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    return _admin_url()
+def pg_admin_url():
+    external = os.environ.get("GEOCREDIT_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    data_dir = Path(tempfile.gettempdir()) / "geocredit-tests"
+    started = embedded.running_url(data_dir) is None
+    yield embedded.start(data_dir)
+    if started:
+        embedded.stop(data_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging_restored():
+    """Handlers that tests add (an app configures logging) write to pytest's capture streams,
+    which are closed at exit: remove them, so late log records go nowhere instead of failing."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
 
 
 def _admin(url: str) -> psycopg.Connection:
