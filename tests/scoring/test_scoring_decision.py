@@ -1,4 +1,4 @@
-"""decide(): the decision table of DOMAIN.md for every application kind."""
+"""decide(): the decision table (docs/rulebook.md) for every application kind."""
 
 import json
 import time
