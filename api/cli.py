@@ -1,4 +1,4 @@
-"""The `geocredit` command line (contract: ARCHITECTURE.md, CLI table).
+"""The `geocredit` command line (a contract: docs/operations.md, "Commands").
 
 Exit 0 on success; on failure one line on stderr and a non-zero exit, no traceback unless --debug.
 Progress goes to stderr, results to stdout.

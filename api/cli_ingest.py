@@ -25,7 +25,7 @@ def pull(
         None, "--platform-url", help="SensorThings service root (default GEOCREDIT_PLATFORM_URL)."
     ),
 ) -> None:
-    """Sync Things, then read the observation feed to its end (PLATFORM.md)."""
+    """Sync Things, then read the observation feed to its end (docs/platform.md)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from jobs import ingest

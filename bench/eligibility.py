@@ -10,7 +10,7 @@ On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
   connections: rps, p50, p99, and the ratio GraphQL rps / REST rps. Goals: ratio ≥ 0.5,
   p99 < 50 ms.
 - `eligibilities` with 1,000 codes, one at a time: server time (Server-Timing) and latency.
-  Goal (ARCHITECTURE.md, in place of the issue's < 100 ms): ≤ 2× graphql-core's own floor:
+  Goal (in place of an absolute < 100 ms): ≤ 2× graphql-core's own floor:
   executing the same document to the same result from trivial resolvers (dict lookups), timed
   in this process right after each server run.
 Besides wall-clock figures it reports the server process's CPU time per request (from /proc),

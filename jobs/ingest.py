@@ -1,4 +1,4 @@
-"""Ingest: the platform's global Observations feed into the observation table (PLATFORM.md).
+"""Ingest: the platform's global Observations feed into the observation table (docs/platform.md).
 
 A pull syncs Things, then reads the feed from the watermark — the (resultTime, @iot.id) of the
 last stored row — page by page, to its end. Each page is checked row by row (Splitter; the rules

@@ -1,4 +1,4 @@
-"""Client of the provincial monitoring platform (OGC SensorThings API 1.1, read side; PLATFORM.md).
+"""Client of the monitoring platform (OGC SensorThings API 1.1, read side; docs/platform.md).
 
 It survives what real platforms do: timeouts, resets, 5xx and 429 (with `Retry-After`) are retried
 a bounded number of times with exponential backoff and jitter; a truncated or invalid JSON body is

@@ -10,7 +10,7 @@ Only what changed is recomputed:
   whose outage slots, evaluated part (the watermark moved) or finality changed; every month of a
   project whose registry facts (versions, wells, permits, datastreams) changed.
 
-Definitions (DOMAIN.md; all days and months are local, GEOCREDIT_TIMEZONE):
+Definitions (docs/rulebook.md; all days and months are local, GEOCREDIT_TIMEZONE):
 - an observation belongs to the slot [t − 15 min, t) of its phenomenon time t (the END of the
   interval) and to the local day of t − 15 min; the highest revision per (datastream, t) counts;
 - a cumulative meter's interval volume is its reading minus the previous reading (by phenomenon
@@ -554,7 +554,7 @@ def _check_zone(settings: Settings, rulebook: Rulebook) -> str:
 
 
 def current_watermark(conn: sa.Connection) -> datetime | None:
-    """The ingest watermark: the latest resultTime stored (PLATFORM.md)."""
+    """The ingest watermark: the latest resultTime stored (docs/platform.md)."""
     return conn.scalar(sa.text("SELECT max(result_time) FROM ingest_watermark"))
 
 

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from .config import SLOT, Config, epoch
 from .creditcode import make_code
 
-# city -> (admin division code, heating season start (month, day), end (month, day)); DOMAIN.md
+# city -> (admin division code, heating season start (month, day), end (month, day)); docs/domain.md
 CITIES = {
     "太原": ("140100", (11, 1), (3, 31)),
     "大同": ("140200", (11, 15), (3, 15)),

@@ -91,7 +91,7 @@ class ProjectVersion(SQLModel, table=True):
     """A full snapshot of a project's attributes; the latest row per project is current.
 
     Zone flags are None when the registry does not know them: rules that need them are then not
-    evaluated for the project (DOMAIN.md, Scope).
+    evaluated for the project (docs/rulebook.md, Scope).
     """
 
     __tablename__ = "project_version"
@@ -558,7 +558,7 @@ class DailyCoverage(SQLModel, table=True):
 
 
 class OutageDay(SQLModel, table=True):
-    """Outage slots of a local day (DOMAIN.md, Outage): a set bit is a slot in which at least
+    """Outage slots of a local day (docs/rulebook.md, Outage): a set bit is a slot in which at least
     `outage_share` of the operating water-taking projects sent no volume data."""
 
     __tablename__ = "outage_day"

@@ -1,5 +1,5 @@
 """Reviewers' records: inspections, rectifications, post-evaluations, monthly reports, appeals,
-credit repairs and manual listings (DOMAIN.md, glossary and Listing).
+credit repairs and manual listings (docs/domain.md, glossary; docs/rulebook.md, Listings).
 
 Every function validates its input (plain pydantic models), appends rows — never updates — and
 raises `RecordRejected` (with a stable code) for an expected refusal. Rescoring the company after

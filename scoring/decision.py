@@ -237,7 +237,7 @@ class Decision:
 def decide(
     standing: Standing | None, kind: ApplicationKind, rulebook: Rulebook, now: datetime
 ) -> Decision:
-    """DOMAIN.md's decision table: no file / never scored → ALLOW; listed → BLOCK until the
+    """docs/rulebook.md, decisions: no file / never scored → ALLOW; listed → BLOCK until the
     listing's min_end; otherwise the grade's row for `kind` (C → RESTRICT with conditions)."""
     texts = rulebook.reasons
     if standing is None:

@@ -82,7 +82,7 @@ def score_company(inputs: CompanyInputs, rulebook: Rulebook, now: datetime) -> C
     if critical_keys:
         grade = Grade.D
     elif grade is Grade.D and rulebook.grade_for(confirmed_score) is not Grade.D:
-        grade = Grade.C  # a provisional month alone never makes D (DOMAIN.md, Evaluation window)
+        grade = Grade.C  # a provisional month alone never makes D (docs/rulebook.md)
 
     metrics_from = inputs.metrics_from or d.window_start
     derived = {f.key for f in findings}

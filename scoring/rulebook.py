@@ -427,7 +427,7 @@ class Rulebook(_Model):
             if DecisionKind.RESTRICT in (row.A, row.B, row.C, row.D) and not row.conditions:
                 raise _Bad(f"decisions.{kind}.conditions", "RESTRICT needs conditions")
             if row.D is not DecisionKind.BLOCK:
-                raise _Bad(f"decisions.{kind}.D", "grade D must BLOCK (DOMAIN.md decision table)")
+                raise _Bad(f"decisions.{kind}.D", "grade D must BLOCK (the decision table)")
 
     def _check_messages(self) -> None:
         for name, sample in MESSAGE_FIELDS.items():

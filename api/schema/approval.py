@@ -1,4 +1,4 @@
-"""The approval systems' contract (ARCHITECTURE.md): eligibility, eligibilities and
+"""The approval systems' contract (docs/api.md): eligibility, eligibilities and
 screenApplication. Decisions come from the stored standing through `scoring.decision.decide`;
 nothing here scores or decides."""
 

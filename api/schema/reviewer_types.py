@@ -1,4 +1,4 @@
-"""The credit file as reviewers see it (DOMAIN.md, glossary): a company's projects, wells,
+"""The credit file as reviewers see it (docs/domain.md, glossary): a company's projects, wells,
 permits, standing, findings, score history, inspections, post-evaluations, monthly reports,
 listings, appeals, repairs, screened applications, month metrics and quarantined rows.
 

@@ -1,4 +1,4 @@
-"""Every row of DOMAIN.md's decision table, for every application kind, over HTTP."""
+"""Every row of the decision table (docs/rulebook.md), for every application kind, over HTTP."""
 
 from datetime import UTC, datetime, timedelta
 

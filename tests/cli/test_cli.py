@@ -60,25 +60,23 @@ def test_embedded_lifecycle_from_an_empty_data_folder(data_dir):
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
-def test_unreachable_database_is_one_line_within_five_seconds():
-    # A listener that never answers: the connection hangs until our connect timeout.
+def test_unresponsive_database_is_one_line_once_the_connect_timeout_expires():
+    # A listener that never answers: without our connect timeout the command would wait forever
+    # (and `run` would give up); libpq says "timeout expired" only when that timeout ends it.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         port = silent.getsockname()[1]
-        started = time.monotonic()
         result = run(
             "audit",
             "verify",
             env={"GEOCREDIT_DATABASE_URL": f"postgresql://geo@127.0.0.1:{port}/geocredit"},
         )
-        elapsed = time.monotonic() - started
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "unreachable" in lines[0], result.stderr
+    assert "timeout expired" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
-    # The 3 s connect timeout plus start-up (imports take ~1.5 s idle, more on a loaded machine).
-    assert elapsed < 5 + 2
 
 
 def test_refused_connection_is_immediate_and_readable():

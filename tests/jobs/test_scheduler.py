@@ -27,6 +27,7 @@ def url(pg_admin_url, template_db):
     eng = db.make_engine(url)
     with eng.begin() as conn:
         conn.execute(sa.text("CREATE TABLE probe_hit (window_key text, pid int, at timestamptz)"))
+        conn.execute(sa.text("CREATE TABLE probe_worker (pid int, at timestamptz)"))
     eng.dispose()
     yield url
     drop_database(pg_admin_url, url)
@@ -51,11 +52,33 @@ def probe_jobs() -> list[scheduler.JobSpec]:
     return [scheduler.JobSpec("probe", probe, CronTrigger(second="*"), timedelta(seconds=1))]
 
 
-def worker_main(url: str, seconds: float) -> None:
-    """One worker process: the probe job every second, for `seconds`."""
+WINDOWS = 3
+
+
+# Windows finished since both workers' schedulers were running (none before both are up).
+BOTH_UP_WINDOWS = sa.text(
+    """
+    SELECT count(*) FROM job_run
+    WHERE job = 'probe' AND status = 'SUCCEEDED'
+      AND started_at > (SELECT max(at) FROM probe_worker HAVING count(*) = 2)
+    """
+)
+
+
+def worker_main(url: str) -> None:
+    """One worker process: the probe job every second, until both workers have been running
+    together for WINDOWS finished windows — however long a loaded machine takes to get there
+    (the test's wait bounds a hang)."""
     sched = scheduler.build_scheduler(Settings(database_url=url), probe_jobs())
     scheduler.start_scheduler(sched)
-    time.sleep(seconds)
+    with scheduler._ctx().engine.connect() as conn:
+        conn.execute(
+            sa.text("INSERT INTO probe_worker VALUES (:p, clock_timestamp())"), {"p": os.getpid()}
+        )
+        conn.commit()
+        while conn.scalar(BOTH_UP_WINDOWS) < WINDOWS:
+            conn.rollback()  # a fresh snapshot for the next look
+            time.sleep(0.2)
     sched.shutdown(wait=True)
 
 
@@ -68,11 +91,11 @@ def test_window_keys_floor_to_the_period_in_local_time():
 
 
 def test_two_workers_started_together_run_each_window_once(url):
-    code = "import sys; from tests.jobs.test_scheduler import worker_main; worker_main(sys.argv[1], 4.5)"
+    code = "import sys; from tests.jobs.test_scheduler import worker_main; worker_main(sys.argv[1])"
     workers = [
         subprocess.Popen([sys.executable, "-c", code, url], cwd=os.getcwd()) for _ in range(2)
     ]
-    assert [w.wait(timeout=60) for w in workers] == [0, 0]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0]
 
     eng = db.make_engine(url)
     with eng.connect() as conn:
@@ -83,7 +106,7 @@ def test_two_workers_started_together_run_each_window_once(url):
         stored = conn.execute(sa.text("SELECT id FROM apscheduler_jobs")).scalars().all()
     eng.dispose()
     windows = [k for k, _ in hits]
-    assert len(windows) >= 3
+    assert len(windows) >= WINDOWS
     assert len(windows) == len(set(windows))  # each window's work done once …
     assert sorted(k for k, _, _ in recorded) == sorted(windows)  # … and recorded once
     assert {s for _, s, _ in recorded} == {"SUCCEEDED"}

@@ -1,6 +1,6 @@
 """The scenario companies of the simulated platform (monitorsim's roster), end to end below the
 HTTP layer: their observations stored as ingest stores them, then rollup and scoring run, and
-each company's grade is what DOMAIN.md says for its behaviour.
+each company's grade is what docs/rulebook.md says for its behaviour.
 
 The feed covers 1 Dec 2025 – 5 Jan 2026 with no data faults but the platform's 6-hour outage
 (never backfilled), which must penalise nobody. December is final, January provisional.

@@ -76,7 +76,7 @@ def pull(client: httpx.Client, since: str = "2000-01-01T00:00:00Z", top: int = 1
 
 
 def pull_with_watermark(client: httpx.Client, top: int, max_pages: int | None = None) -> list:
-    """The PLATFORM.md client: watermark (resultTime, @iot.id); ask with ge, skip at or below.
+    """The docs/platform.md client: watermark (resultTime, @iot.id); ask with ge, skip at or below.
 
     Stops after ``max_pages`` pages (to simulate a pull interrupted and resumed), else at the end.
     """

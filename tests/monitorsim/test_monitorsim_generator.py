@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from datetime import datetime
@@ -235,20 +236,17 @@ def test_faults_scenario_injects_every_kind(world):
     assert not any(math.isnan(v) for v, lab in zip(world.val, world.label, strict=True) if not lab)
 
 
-def test_bench_size_and_page_speed():
-    import time
-
+def test_bench_size_and_pages():
+    """The bench scenario's size, and a page as rows_json writes it (its speed: bench/feed.py)."""
     app = build_app(Config(scenario="bench", wells=200, days=2))
     w = app.world
     per_well_day = len(w) / len(w.wells) / 2
     assert 240 < per_well_day < 290  # so 1M rows ~ wells x days = 3,800
-    best = math.inf
     for k in range(5):
-        t = time.perf_counter()
-        text = app.feed.rows_json(k * 10_000, (k + 1) * 10_000)
-        best = min(best, time.perf_counter() - t)
-    assert text.count('"@iot.id":') == 20_000  # 10k rows, each with its datastream's id
-    assert best < 0.1, best  # ~10 ms on a slow machine; generous for CI
+        i, j = k * 10_000, (k + 1) * 10_000
+        text = app.feed.rows_json(i, j)
+        assert text.count('"@iot.id":') == 20_000  # 10k rows, each with its datastream's id
+        assert json.loads(f"[{text}]") == app.feed.rows(i, j)
 
 
 def test_default_times_per_scenario():

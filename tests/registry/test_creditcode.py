@@ -1,4 +1,4 @@
-"""GB 32100-2015 unified social credit codes (DOMAIN.md, glossary)."""
+"""GB 32100-2015 unified social credit codes (docs/domain.md, glossary)."""
 
 import pytest
 from hypothesis import given

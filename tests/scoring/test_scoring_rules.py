@@ -1,4 +1,4 @@
-"""One table-driven case (or more) per rule of DOMAIN.md's table, each naming its policy clause."""
+"""One table-driven case (or more) per rule of docs/rulebook.md, each naming its policy clause."""
 
 from dataclasses import dataclass
 from datetime import date
