@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from registry import db, migrate
+from registry.current import finding_counts
 from registry.models import Role
 
 ACTOR = "demo"
@@ -75,12 +76,11 @@ def score(engine: sa.Engine) -> None:
 
 
 _FINDINGS = sa.text(
-    """
+    f"""
     SELECT DISTINCT c.credit_code, f.rule_id, p.code AS project_code
     FROM credit_finding f JOIN company c ON c.id = f.company_id
     LEFT JOIN project p ON p.id = f.project_id
-    WHERE f.rule_id IN ('NO_REINJECTION', 'REINJ_RATIO')
-      AND NOT EXISTS (SELECT 1 FROM finding_event e WHERE e.finding_id = f.id)
+    WHERE f.rule_id IN ('NO_REINJECTION', 'REINJ_RATIO') AND {finding_counts("f")}
     ORDER BY 1, 2
     """
 )

@@ -15,15 +15,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from registry.current import (
+    company_name,
+    finding_counts,
+    finding_end,
+    finding_status,
+    latest_version,
+)
+
 Row = dict[str, Any]
-
-
-def _current(table: str, alias: str, key: str) -> str:
-    """The latest version per identity: no later row of the same identity exists."""
-    return (
-        f"NOT EXISTS (SELECT 1 FROM {table} newer "
-        f"WHERE newer.{key} = {alias}.{key} AND newer.id > {alias}.id)"
-    )
+_current = latest_version
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,7 @@ class View:
 
 
 COMPANY = View(
-    """
-    SELECT c.id, c.credit_code, coalesce(v.name, c.credit_code) AS name, c.created_at
-    FROM company c LEFT JOIN LATERAL (
-        SELECT name FROM company_version WHERE company_id = c.id ORDER BY id DESC LIMIT 1
-    ) v ON true
-    """
+    f"SELECT c.id, c.credit_code, {company_name('c')} AS name, c.created_at FROM company c"
 )
 
 PROJECT = View(
@@ -78,21 +74,15 @@ PERMIT = View(
 # Status: the event that ended the finding (VOIDED, OVERTURNED, REPAIRED), else UNDER_APPEAL
 # while an appeal awaits its decision, else ACTIVE.
 FINDING = View(
-    """
+    f"""
     SELECT f.id, f.company_id, f.project_id, p.code AS project_code, f.key, f.rule_id,
            f.policy_clause, f.severity, f.deduction, f.window_start, f.window_end, f.final,
            f.source, f.message, f.evidence, f.rulebook_version, f.recorded_at,
-           coalesce(e.kind, CASE WHEN EXISTS (
-               SELECT 1 FROM appeal a WHERE a.finding_id = f.id
-               AND NOT EXISTS (SELECT 1 FROM appeal_decision d WHERE d.appeal_id = a.id)
-           ) THEN 'UNDER_APPEAL' ELSE 'ACTIVE' END) AS status,
+           {finding_status("f", "e")} AS status,
            e.reason AS status_reason, e.recorded_at AS status_changed_at
     FROM credit_finding f
     LEFT JOIN project p ON p.id = f.project_id
-    LEFT JOIN LATERAL (
-        SELECT kind, reason, recorded_at FROM finding_event
-        WHERE finding_id = f.id ORDER BY id LIMIT 1
-    ) e ON true
+    {finding_end("f", "e")}
     """
 )
 
@@ -270,13 +260,10 @@ async def pages(
 
 # ---------------------------------------------------------------- companies and supervision
 
-_COMPANY = """
-    SELECT c.id, c.credit_code, coalesce(v.name, c.credit_code) AS name, c.created_at,
+_COMPANY = f"""
+    SELECT c.id, c.credit_code, {company_name("c")} AS name, c.created_at,
            s.grade, s.score, s.computed_at AS scored_at, l.id AS listing_id
     FROM company c
-    LEFT JOIN LATERAL (
-        SELECT name FROM company_version WHERE company_id = c.id ORDER BY id DESC LIMIT 1
-    ) v ON true
     LEFT JOIN LATERAL (
         SELECT grade, score, computed_at FROM score_snapshot WHERE company_id = c.id
         ORDER BY computed_at DESC, id DESC LIMIT 1
@@ -289,6 +276,9 @@ _COMPANY = """
     ) l ON true
 """
 """Company, name, latest grade and active listing, as registry.standing reads them."""
+
+LEGACY_ZONE_RULE = "LEGACY_IN_BANNED_ZONE"
+"""A project in a banned zone from before the ban: no deduction, but key supervision."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +314,7 @@ async def companies(
         params["city"] = filt.city
     if filt.search:
         where.append(
-            "(strpos(lower(coalesce(v.name, '')), lower(:search)) > 0 "
+            f"(strpos(lower({company_name('c')}), lower(:search)) > 0 "
             "OR starts_with(c.credit_code, upper(:search)))"
         )
         params["search"] = filt.search
@@ -345,20 +335,24 @@ async def supervision_list(
     first: int,
     after: tuple[date, int] | None,
 ) -> Page:
-    """The key-supervision list: companies graded C or D, or listed, with their last inspection
+    """The key-supervision list: companies graded C or D, listed, or with a project in a banned
+    zone from before the ban (LEGACY_IN_BANNED_ZONE, `legacy_zone`), with their last inspection
     and the next one due (`every_months` after it; today when never inspected), soonest due
     first."""
     keyset = "WHERE (due.next_due, due.id) > (:after_due, :after_id)" if after else ""
+    legacy = f"""EXISTS (SELECT 1 FROM credit_finding f WHERE f.company_id = q.id
+        AND f.rule_id = '{LEGACY_ZONE_RULE}' AND {finding_counts("f")})"""
     sql = f"""
         SELECT * FROM (
             SELECT x.*, i.id AS last_inspection_id, i.inspected_on AS last_inspected_on,
                    coalesce(CAST(i.inspected_on + make_interval(months => :every) AS date),
                             :today) AS next_due
-            FROM ({_COMPANY} WHERE s.grade IN ('C', 'D') OR l.id IS NOT NULL) x
+            FROM (SELECT q.*, {legacy} AS legacy_zone FROM ({_COMPANY}) q) x
             LEFT JOIN LATERAL (
                 SELECT id, inspected_on FROM inspection WHERE company_id = x.id
                 ORDER BY inspected_on DESC, id DESC LIMIT 1
             ) i ON true
+            WHERE x.grade IN ('C', 'D') OR x.listing_id IS NOT NULL OR x.legacy_zone
         ) due {keyset}
         ORDER BY due.next_due, due.id LIMIT :limit
     """

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.creditfile import FINDING
+from registry.current import finding_counts
 from registry.models import (
     Appeal,
     AppealDecision,
@@ -100,7 +102,7 @@ class MonthlyReportInput(_Input):
 async def _company_id(session: AsyncSession, credit_code: str) -> int:
     company = await company_by_code(session, credit_code)
     if company is None:
-        raise RecordRejected("NOT_FOUND", f"no credit file for {credit_code}", ("creditCode",))
+        raise RecordRejected("NOT_FOUND", f"no credit file for {credit_code}", ("credit_code",))
     return company.id
 
 
@@ -125,7 +127,7 @@ async def record_inspection(
             raise RecordRejected(
                 "INVALID_INPUT",
                 f"project {data.project_code} is not a project of {data.credit_code}",
-                ("projectCode",),
+                ("project_code",),
             )
     inspection = Inspection(
         company_id=company_id,
@@ -148,7 +150,7 @@ async def record_rectification(
 ) -> Rectification:
     finding = await session.get(InspectionFinding, finding_id)
     if finding is None:
-        raise RecordRejected("NOT_FOUND", f"no inspection finding {finding_id}", ("findingId",))
+        raise RecordRejected("NOT_FOUND", f"no inspection finding {finding_id}", ("finding_id",))
     done = await session.scalar(
         sa.select(Rectification.id).where(Rectification.inspection_finding_id == finding_id)
     )
@@ -161,7 +163,7 @@ async def record_rectification(
         raise RecordRejected(
             "INVALID_INPUT",
             f"rectified on {rectified_on} is before the inspection of {inspected_on}",
-            ("rectifiedOn",),
+            ("rectified_on",),
         )
     rectification = Rectification(
         inspection_finding_id=finding_id,
@@ -208,10 +210,15 @@ async def record_monthly_report(
 # ---------------------------------------------------------------- appeals
 
 
-async def _finding_ended(session: AsyncSession, finding_id: int) -> str | None:
-    return await session.scalar(
-        sa.select(FindingEvent.kind).where(FindingEvent.finding_id == finding_id).limit(1)
+async def _counting(session: AsyncSession, finding_ids: list[int]) -> set[int]:
+    """Those of these findings that still count."""
+    rows = await session.scalars(
+        sa.text(
+            f"SELECT f.id FROM credit_finding f WHERE f.id = ANY(:ids) AND {finding_counts('f')}"
+        ),
+        {"ids": finding_ids},
     )
+    return set(rows.all())
 
 
 async def open_appeal(
@@ -219,17 +226,15 @@ async def open_appeal(
 ) -> Appeal:
     finding = await session.get(CreditFinding, finding_id)
     if finding is None:
-        raise RecordRejected("NOT_FOUND", f"no finding {finding_id}", ("findingId",))
-    if (ended := await _finding_ended(session, finding_id)) is not None:
-        raise RecordRejected("FINDING_INACTIVE", f"finding {finding_id} no longer counts ({ended})")
-    pending = await session.scalar(
-        sa.select(Appeal.id)
-        .outerjoin(AppealDecision, AppealDecision.appeal_id == Appeal.id)
-        .where(Appeal.finding_id == finding_id, AppealDecision.id.is_(None))
+        raise RecordRejected("NOT_FOUND", f"no finding {finding_id}", ("finding_id",))
+    status = await session.scalar(
+        sa.text(f"SELECT r.status FROM ({FINDING.sql}) r WHERE r.id = :id"), {"id": finding_id}
     )
-    if pending is not None:
+    if status == "UNDER_APPEAL":
+        raise RecordRejected("APPEAL_PENDING", f"finding {finding_id} is already under appeal")
+    if status != "ACTIVE":
         raise RecordRejected(
-            "APPEAL_PENDING", f"finding {finding_id} is already under appeal {pending}"
+            "FINDING_INACTIVE", f"finding {finding_id} no longer counts ({status})"
         )
     if not grounds.strip():
         raise RecordRejected("INVALID_INPUT", "an appeal needs its grounds", ("grounds",))
@@ -251,7 +256,7 @@ async def decide_appeal(
     """Uphold, or overturn: the finding is voided by a new OVERTURNED event referencing the appeal."""
     appeal = await session.get(Appeal, appeal_id)
     if appeal is None:
-        raise RecordRejected("NOT_FOUND", f"no appeal {appeal_id}", ("appealId",))
+        raise RecordRejected("NOT_FOUND", f"no appeal {appeal_id}", ("appeal_id",))
     if await session.scalar(
         sa.select(AppealDecision.id).where(AppealDecision.appeal_id == appeal_id)
     ):
@@ -264,7 +269,7 @@ async def decide_appeal(
     )
     session.add(decision)
     await session.flush()
-    if overturn and await _finding_ended(session, appeal.finding_id) is None:
+    if overturn and await _counting(session, [appeal.finding_id]):
         session.add(
             FindingEvent(
                 finding_id=appeal.finding_id,
@@ -284,7 +289,7 @@ async def decide_appeal(
 async def _open_listing(session: AsyncSession, listing_id: int) -> Listing:
     listing = await session.get(Listing, listing_id)
     if listing is None:
-        raise RecordRejected("NOT_FOUND", f"no listing {listing_id}", ("listingId",))
+        raise RecordRejected("NOT_FOUND", f"no listing {listing_id}", ("listing_id",))
     if await session.scalar(sa.select(ListingEnd.id).where(ListingEnd.listing_id == listing_id)):
         raise RecordRejected("LISTING_ENDED", f"listing {listing_id} has already ended")
     return listing
@@ -333,7 +338,7 @@ async def decide_repair(
     now = now or datetime.now(UTC)
     repair = await session.get(CreditRepair, repair_id)
     if repair is None:
-        raise RecordRejected("NOT_FOUND", f"no credit repair {repair_id}", ("repairId",))
+        raise RecordRejected("NOT_FOUND", f"no credit repair {repair_id}", ("repair_id",))
     if await session.scalar(
         sa.select(RepairDecision.id).where(RepairDecision.repair_id == repair_id)
     ):
@@ -359,17 +364,9 @@ async def decide_repair(
                 recorded_by=decided_by,
             )
         )
-        ended = set(
-            (
-                await session.scalars(
-                    sa.select(FindingEvent.finding_id).where(
-                        FindingEvent.finding_id.in_(listing.finding_ids)
-                    )
-                )
-            ).all()
-        )
+        counting = await _counting(session, [int(i) for i in listing.finding_ids])
         for finding_id in listing.finding_ids:
-            if finding_id not in ended:
+            if int(finding_id) in counting:
                 session.add(
                     FindingEvent(
                         finding_id=finding_id,

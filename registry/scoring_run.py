@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.current import company_name, finding_counts
 from registry.models import (
     CreditFinding,
     FindingEvent,
@@ -129,13 +130,7 @@ class RescoreSummary:
 # ----------------------------------------------------------------------------- loading
 
 _Q_COMPANIES = sa.text(
-    """
-    SELECT c.id, c.credit_code, coalesce(v.name, c.credit_code) AS name
-    FROM company c LEFT JOIN LATERAL (
-        SELECT name FROM company_version WHERE company_id = c.id ORDER BY id DESC LIMIT 1
-    ) v ON true
-    WHERE c.id = ANY(:ids)
-    """
+    f"SELECT c.id, c.credit_code, {company_name('c')} AS name FROM company c WHERE c.id = ANY(:ids)"
 )
 _Q_PROJECTS = sa.text(
     """
@@ -447,11 +442,10 @@ def inputs_digest(inputs: CompanyInputs) -> str:
 # ------------------------------------------------------------------------------ writing
 
 _Q_ACTIVE = sa.text(
-    """
+    f"""
     SELECT f.*, p.code AS project_code FROM credit_finding f
     LEFT JOIN project p ON p.id = f.project_id
-    WHERE f.company_id = ANY(:ids)
-      AND NOT EXISTS (SELECT 1 FROM finding_event e WHERE e.finding_id = f.id)
+    WHERE f.company_id = ANY(:ids) AND {finding_counts("f")}
     ORDER BY f.id
     """
 )

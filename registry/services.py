@@ -89,7 +89,11 @@ class PermitInput(_Input):
 
 
 class UnknownEntity(LookupError):
-    pass
+    """No such company, project or well; `field` names the input that referred to it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 ZONE_FIELDS = (
@@ -219,7 +223,7 @@ async def register_projects(
             names = company_names or {}
             unknown = [code for code in missing if code not in names]
             if unknown:
-                raise UnknownEntity(f"no company with credit code {unknown[0]}")
+                raise UnknownEntity(f"no company with credit code {unknown[0]}", "credit_code")
             filed = await register_companies(
                 session, [CompanyInput(credit_code=c, name=names[c]) for c in missing], source
             )
@@ -244,7 +248,7 @@ async def register_wells(
         projects = await _ids(session, Project, "code", {w.project_code for w in chunk})
         for w in chunk:
             if w.project_code not in projects:
-                raise UnknownEntity(f"no project with code {w.project_code!r}")
+                raise UnknownEntity(f"no project with code {w.project_code!r}", "project_code")
         rows = {
             w.code: w.model_dump(exclude={"code", "project_code"})
             | {"project_id": projects[w.project_code]}
@@ -274,10 +278,36 @@ async def register_project(
     return await session.get(Project, done.ids[data.code])
 
 
+class ZonesInput(_Input):
+    """A project's zone flags; None keeps the known value."""
+
+    project_code: str
+    in_spring_protection_zone: bool | None = None
+    in_drinking_water_source: bool | None = None
+    in_groundwater_restricted_zone: bool | None = None
+
+
+async def set_project_zones(session: AsyncSession, data: ZonesInput, source: str) -> Project:
+    """A new version of the project with these zone flags, the rest as it stands."""
+    project = await project_by_code(session, data.project_code)
+    current = await session.scalar(
+        sa.select(ProjectVersion)
+        .where(ProjectVersion.project_id == project.id)
+        .order_by(ProjectVersion.id.desc())
+        .limit(1)
+    )
+    company = await session.get(Company, current.company_id)
+    flags = data.model_dump(include=set(ZONE_FIELDS))
+    keep = ("name", "type", "city", "county", "operating")
+    attrs = {k: getattr(current, k) for k in keep}
+    changed = ProjectInput(code=project.code, credit_code=company.credit_code, **attrs, **flags)
+    return await register_project(session, changed, source)
+
+
 async def project_by_code(session: AsyncSession, code: str) -> Project:
     project = await session.scalar(sa.select(Project).where(Project.code == code))
     if project is None:
-        raise UnknownEntity(f"no project with code {code!r}")
+        raise UnknownEntity(f"no project with code {code!r}", "project_code")
     return project
 
 

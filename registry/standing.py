@@ -12,6 +12,7 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from registry.current import company_name, finding_counts, under_appeal
 from scoring.decision import ListingStanding, Reason, Standing, most_serious_first
 from scoring.model import Finding, FindingStatus, Grade, Severity, Source
 
@@ -37,16 +38,13 @@ class CompanyRef:
 
 Ranked = dict[int, tuple[int, Reason]]  # finding id → (rank, most serious first; its reason)
 
-_COMPANIES = """
-    SELECT c.id AS company_id, c.credit_code, coalesce(v.name, c.credit_code) AS name,
+_COMPANIES = f"""
+    SELECT c.id AS company_id, c.credit_code, {company_name("c")} AS name,
            s.id AS snapshot_id, s.computed_at, s.score, s.grade, s.rulebook_version,
            s.finding_ids AS snapshot_findings,
            l.id AS listing_id, l.critical, l.started_at, l.min_end, l.max_end,
            l.finding_ids AS listing_findings
     FROM company c
-    LEFT JOIN LATERAL (
-        SELECT name FROM company_version WHERE company_id = c.id ORDER BY id DESC LIMIT 1
-    ) v ON true
     LEFT JOIN LATERAL (
         SELECT id, computed_at, score, grade, rulebook_version, finding_ids
         FROM score_snapshot WHERE company_id = c.id
@@ -63,8 +61,7 @@ _COMPANIES = """
 """
 
 # A company row per code, repeated once per finding of its snapshot and listing that still
-# counts: not voided, overturned or repaired (no finding_event); a pending appeal (no
-# appeal_decision yet) leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
+# counts; a pending appeal leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
 # second query for the findings cost the API more CPU than the join.
 _STANDINGS = f"""
     SELECT c.*, f.*
@@ -72,27 +69,19 @@ _STANDINGS = f"""
     LEFT JOIN LATERAL (
         SELECT f.id, f.key, f.rule_id, f.policy_clause, f.severity, f.deduction,
                p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
-               f.message, f.evidence,
-               EXISTS (
-                   SELECT 1 FROM appeal a WHERE a.finding_id = f.id
-                   AND NOT EXISTS (SELECT 1 FROM appeal_decision d WHERE d.appeal_id = a.id)
-               ) AS under_appeal
+               f.message, f.evidence, {under_appeal("f")} AS under_appeal
         FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
         WHERE f.id IN (
             SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
             UNION SELECT jsonb_array_elements_text(c.listing_findings)::bigint
         )
-          AND NOT EXISTS (SELECT 1 FROM finding_event e WHERE e.finding_id = f.id)
+          AND {finding_counts("f")}
     ) f ON true
 """
 
 
-_NAMED = """
-    SELECT c.id AS company_id, c.credit_code, coalesce(v.name, c.credit_code) AS name
-    FROM company c
-    LEFT JOIN LATERAL (
-        SELECT name FROM company_version WHERE company_id = c.id ORDER BY id DESC LIMIT 1
-    ) v ON true
+_NAMED = f"""
+    SELECT c.id AS company_id, c.credit_code, {company_name("c")} AS name FROM company c
 """
 
 

@@ -20,7 +20,6 @@ from api.errors import (
     ApiError,
 )
 from api.schema.base import (
-    DECISION_READERS,
     ApplicationKindEnum,
     DecisionEnum,
     GradeEnum,
@@ -31,7 +30,7 @@ from api.schema.base import (
 )
 from registry import db, screening
 from registry.creditcode import InvalidCreditCode, normalize_credit_code
-from registry.models import Role
+from registry.roles import Action, may
 from registry.standing import FiledStanding, companies_by_id, load_standings
 from scoring.decision import Decision, decide
 from scoring.model import ApplicationKind
@@ -138,7 +137,7 @@ class ScreeningDecision(relay.Node):
         visible = [
             s
             for client_id, s in found.values()
-            if client.role in (Role.REVIEWER, Role.ADMIN) or client_id == client.id
+            if client_id == client.id or may(client.role, Action.READ_CREDIT_FILES)
         ]
         nodes = await asyncio.gather(*(_screening_decision(info, s) for s in visible))
         by_id = {n.id: n for n in nodes}
@@ -200,7 +199,7 @@ async def _screening_decision(info: Info, s: screening.Screening) -> "ScreeningD
 @strawberry.type
 class Query:
     @root_field(
-        *DECISION_READERS,
+        Action.READ_DECISIONS,
         description="Advisory: may this company get this kind of permit now? Records nothing.",
     )
     async def eligibility(
@@ -215,7 +214,7 @@ class Query:
         return _eligibility(code, filed, decision)
 
     @root_field(
-        *DECISION_READERS,
+        Action.READ_DECISIONS,
         description=f"`eligibility` for many codes at once (at most {MAX_BATCH}), in request order.",
     )
     async def eligibilities(
@@ -260,7 +259,7 @@ class Query:
 @strawberry.type
 class Mutation:
     @root_mutation(
-        Role.APPROVAL_SYSTEM,
+        Action.SCREEN_APPLICATION,
         description=(
             "Binding: records the application and its decision, and returns a decisionId to "
             "file with the case. The same caseReference returns the same decision."

@@ -1,7 +1,7 @@
 """What every schema module shares: the enums of the contract, the context accessor and the
-permission helper that each root field states its roles with."""
+permission helper that each root field states its action with (the roles come from
+registry.roles, the table the reviewer console asks too)."""
 
-from collections.abc import Iterable
 from typing import Any
 
 import strawberry
@@ -12,6 +12,7 @@ from api.context import Context
 from api.errors import FORBIDDEN, UNAUTHENTICATED, ApiError
 from registry.auth import Client
 from registry.models import Role
+from registry.roles import ALLOWED, Action, may
 from scoring.model import ApplicationKind, DecisionKind, Grade
 
 DecisionEnum = strawberry.enum(DecisionKind, name="Decision")
@@ -20,22 +21,19 @@ ApplicationKindEnum = strawberry.enum(ApplicationKind, name="ApplicationKind")
 
 Info = strawberry.Info[Context, None]
 
-# Who may ask for decisions (never for whole credit files).
-DECISION_READERS = (Role.APPROVAL_SYSTEM, Role.REVIEWER, Role.ADMIN)
-ALL_ROLES = tuple(Role)
-
 
 class RolePermission(BasePermission):
-    """The caller's role must be one of `roles`; otherwise the field fails with FORBIDDEN."""
+    """The caller's role must be allowed `action`; otherwise the field fails with FORBIDDEN."""
 
-    def __init__(self, roles: Iterable[Role]) -> None:
-        self.roles = frozenset(roles)
+    def __init__(self, action: Action) -> None:
+        self.action = action
+        self.roles = ALLOWED[action]
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         client = info.context.client
         if client is None:
             raise ApiError("authentication required", UNAUTHENTICATED)
-        if client.role not in self.roles:
+        if not may(client.role, self.action):
             allowed = ", ".join(sorted(self.roles))
             raise ApiError(
                 f"role {client.role} may not use {info.path.typename}.{info.field_name} "
@@ -45,25 +43,23 @@ class RolePermission(BasePermission):
         return True
 
 
-def guarded(*roles: Role, description: str) -> dict[str, Any]:
-    """Field arguments that guard a root field by role and say so in its description; for
-    field kinds that have no helper below, e.g. `relay.node(**guarded(…))`."""
-    if not roles:
-        raise ValueError("a root field must state the roles it allows")
-    note = "Roles: " + ", ".join(r.value for r in roles) + "."
+def guarded(action: Action, description: str) -> dict[str, Any]:
+    """Field arguments that guard a root field by the roles allowed `action` and say so in its
+    description; for field kinds that have no helper below, e.g. `relay.node(**guarded(…))`."""
+    note = "Roles: " + ", ".join(r.value for r in Role if r in ALLOWED[action]) + "."
     return {
         "description": f"{description}\n\n{note}",
-        "extensions": [PermissionExtension([RolePermission(roles)], use_directives=False)],
+        "extensions": [PermissionExtension([RolePermission(action)], use_directives=False)],
     }
 
 
-def root_field(*roles: Role, description: str, **kw: Any) -> Any:
-    """A Query field guarded by role: `@root_field(Role.REVIEWER, description=…)`."""
-    return strawberry.field(**guarded(*roles, description=description), **kw)
+def root_field(action: Action, *, description: str, **kw: Any) -> Any:
+    """A Query field guarded by role: `@root_field(Action.READ_CREDIT_FILES, description=…)`."""
+    return strawberry.field(**guarded(action, description), **kw)
 
 
-def root_mutation(*roles: Role, description: str, **kw: Any) -> Any:
-    return strawberry.mutation(**guarded(*roles, description=description), **kw)
+def root_mutation(action: Action, *, description: str, **kw: Any) -> Any:
+    return strawberry.mutation(**guarded(action, description), **kw)
 
 
 def allowed_roles(field: StrawberryField) -> frozenset[Role] | None:
@@ -84,8 +80,6 @@ def caller(info: Info) -> Client:
 
 
 __all__ = [
-    "ALL_ROLES",
-    "DECISION_READERS",
     "ApplicationKindEnum",
     "DecisionEnum",
     "GradeEnum",

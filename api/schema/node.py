@@ -7,12 +7,13 @@ import strawberry
 from strawberry import relay
 
 from api.errors import INVALID_ID, ApiError
-from api.schema.base import DECISION_READERS, Info, root_field
+from api.schema.base import Info, root_field
+from registry.roles import Action
 
 
 @strawberry.type
 class Query:
-    @root_field(*DECISION_READERS, description="Fetch an object by its global id.")
+    @root_field(Action.READ_DECISIONS, description="Fetch an object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> relay.Node | None:
         try:
             global_id = relay.GlobalID.from_id(id)

@@ -2,30 +2,25 @@
 reports, appeals, credit repairs, manual listings, and the registry facts scoring rests on.
 
 Each mutation takes one `input` and returns its record, the company's credit file and
-`userErrors` for expected refusals. The record is appended by a registry service
-(registry.reviews / registry.services) and, when it can change the company's standing, the
-company is rescored in the same transaction (registry.scoring_run), so the next `eligibility`
-answer already reflects it. The caller (role:name) is the audit chain's actor."""
+`userErrors` for expected refusals. The record is the work of one registry use case
+(registry.actions), which appends it and rescores the company in one transaction, so the next
+`eligibility` answer already reflects it; a failed rescore fails the mutation and keeps nothing.
+The caller (role:name) is the audit chain's actor."""
 
 from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import StrEnum
 from typing import Any
 
-import pydantic
-import sqlalchemy as sa
 import strawberry
-import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry import relay
 from strawberry.utils.str_converters import to_camel_case
 
-from api.errors import INVALID_CREDIT_CODE, INVALID_ID, INVALID_INPUT
+from api.errors import INVALID_ID
 from api.loaders_reviewer import forget
 from api.schema.approval import UserError
 from api.schema.base import Info, caller, root_mutation
 from api.schema.reviewer_types import (
-    FILE_READERS,
     Appeal,
     CreditFile,
     CreditRepair,
@@ -42,23 +37,9 @@ from api.schema.reviewer_types import (
     VerdictEnum,
     by_id,
 )
-from registry import db, reviews, scoring_run, services
-from registry.creditcode import InvalidCreditCode
-from registry.models import Appeal as AppealRow
-from registry.models import Company as CompanyRow
-from registry.models import CreditRepair as CreditRepairRow
-from registry.models import Inspection as InspectionRow
-from registry.models import InspectionFinding as InspectionFindingRow
-from registry.models import Listing as ListingRow
-from registry.models import ProjectVersion, Role
-from registry.reviews import RecordRejected, project_company_id
-from registry.services import UnknownEntity
-from scoring import periods
-
-log = structlog.get_logger("geocredit.api")
-
-RECORDERS = FILE_READERS
-NOT_FOUND = "NOT_FOUND"  # as registry.reviews refuses an unknown record
+from registry import actions, reviews
+from registry.actions import Acting, Done, Problem, Refused
+from registry.roles import Action
 
 InspectionSeverityEnum = strawberry.enum(reviews.Severity, name="InspectionSeverity")
 
@@ -279,14 +260,6 @@ class RecordPermitPayload:
 
 # ---------------------------------------------------------------- running a record
 
-Write = Callable[[AsyncSession, str], Awaitable[tuple[int, int]]]
-"""(session, actor) → (id of the record written, id of its company)"""
-
-
-def _actor(info: Info) -> str:
-    client = caller(info)
-    return f"{client.role.value}:{client.name}"
-
 
 def _node_id(value: str, cls: type, field: str) -> int:
     """The database id inside a global id of type `cls`."""
@@ -296,59 +269,41 @@ def _node_id(value: str, cls: type, field: str) -> int:
             raise ValueError(gid.type_name)
         return int(gid.node_id)
     except ValueError:
-        raise RecordRejected(
-            INVALID_ID, f"{value!r} is not the id of a {cls.__name__}", (field,)
-        ) from None
+        message = f"{value!r} is not the id of a {cls.__name__}"
+        raise Refused([Problem(INVALID_ID, message, (field,))]) from None
 
 
-def _invalid(e: pydantic.ValidationError) -> list[UserError]:
-    errors = []
-    for err in e.errors():
-        path = [to_camel_case(str(p)) for p in err["loc"]]
-        code = INVALID_CREDIT_CODE if path[:1] == ["creditCode"] else INVALID_INPUT
-        errors.append(UserError(field=["input", *path], message=err["msg"], code=code))
-    return errors
+def _user_error(problem: Problem) -> UserError:
+    field = None
+    if problem.field is not None:
+        field = ["input", *(to_camel_case(str(part)) for part in problem.field)]
+    return UserError(field=field, message=problem.message, code=problem.code)
 
 
 async def _run(
-    info: Info, write: Write, node: type, *, rescore: bool = True, missing: str = "projectCode"
+    info: Info, perform: Callable[[Acting], Awaitable[Done]], node: type
 ) -> tuple[Any, CreditFile | None, list[UserError]]:
-    """Write in one transaction, rescore the company in it, then read the record back.
-    `missing` names the input field an UnknownEntity refers to."""
+    """Perform the use case as the caller, then read its record and the file back."""
     ctx = info.context
-    actor = _actor(info)
+    acting = Acting(caller(info), ctx.services.sessions, ctx.services.rulebook, ctx.now)
     try:
-        async with db.transaction(ctx.services.sessions, actor) as session:
-            record_id, company_id = await write(session, actor)
-            if rescore:
-                summary = await scoring_run.rescore_in_session(
-                    session, [company_id], now=ctx.now, rulebook=ctx.services.rulebook, actor=actor
-                )
-                for problem in summary.errors:
-                    log.warning("rescoring after a record failed", problem=problem)
-    except RecordRejected as e:
-        field = ["input", *e.field] if e.field else None
-        return None, None, [UserError(field=field, message=e.message, code=e.code)]
-    except UnknownEntity as e:
-        return None, None, [UserError(field=["input", missing], message=str(e), code=NOT_FOUND)]
-    except InvalidCreditCode as e:
-        field = ["input", "creditCode"]
-        return None, None, [UserError(field=field, message=str(e), code=INVALID_CREDIT_CODE)]
-    except pydantic.ValidationError as e:
-        return None, None, _invalid(e)
+        done = await perform(acting)
+    except Refused as e:
+        return None, None, [_user_error(p) for p in e.problems]
     forget(ctx)
-    return await by_id(info, node, record_id), await by_id(info, CreditFile, company_id), []
+    return (
+        await by_id(info, node, done.record_id),
+        await by_id(info, CreditFile, done.company_id),
+        [],
+    )
 
 
-async def _company_of_listing(session: AsyncSession, listing_id: int) -> int:
-    listing = await session.get(ListingRow, listing_id)
-    return listing.company_id
-
-
-def _text(value: str, field: str) -> str:
-    if not value.strip():
-        raise RecordRejected(INVALID_INPUT, f"{field} must not be empty", (field,))
-    return value.strip()
+def _zones(input: Any) -> dict[str, bool | None]:
+    return {
+        "in_spring_protection_zone": input.in_spring_protection_zone,
+        "in_drinking_water_source": input.in_drinking_water_source,
+        "in_groundwater_restricted_zone": input.in_groundwater_restricted_zone,
+    }
 
 
 # ---------------------------------------------------------------- mutations
@@ -357,301 +312,246 @@ def _text(value: str, field: str) -> str:
 @strawberry.type
 class Mutation:
     @root_mutation(
-        *RECORDERS,
+        Action.RECORD_INSPECTION,
         description="Record an inspection and its findings; the company is rescored at once.",
     )
     async def record_inspection(
         self, info: Info, input: RecordInspectionInput
     ) -> RecordInspectionPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            data = reviews.InspectionInput(
-                credit_code=input.credit_code,
-                project_code=input.project_code or None,
-                inspected_on=input.inspected_on,
-                inspector=input.inspector,
-                summary=input.summary,
-                findings=[  # plain dicts: errors then name their place in the list
-                    {
-                        "severity": f.severity,
-                        "description": f.description,
-                        "falsified_data": f.falsified_data,
-                        "rectification_deadline": f.rectification_deadline,
-                        "evidence": f.evidence,
-                    }
-                    for f in input.findings
-                ],
-            )
-            row = await reviews.record_inspection(session, data, actor)
-            return row.id, row.company_id
-
-        inspection, file, errors = await _run(info, write, Inspection)
+        data = {
+            "credit_code": input.credit_code,
+            "project_code": input.project_code or None,
+            "inspected_on": input.inspected_on,
+            "inspector": input.inspector,
+            "summary": input.summary,
+            "findings": [
+                {
+                    "severity": f.severity,
+                    "description": f.description,
+                    "falsified_data": f.falsified_data,
+                    "rectification_deadline": f.rectification_deadline,
+                    "evidence": f.evidence,
+                }
+                for f in input.findings
+            ],
+        }
+        inspection, file, errors = await _run(
+            info, lambda acting: actions.record_inspection(acting, data), Inspection
+        )
         return RecordInspectionPayload(inspection=inspection, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        *RECORDERS,
+        Action.RECORD_RECTIFICATION,
         description="Record that an inspection finding was rectified; rescored at once.",
     )
     async def record_rectification(
         self, info: Info, input: RecordRectificationInput
     ) -> RecordRectificationPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            finding_id = _node_id(input.finding_id, InspectionFinding, "findingId")
-            await reviews.record_rectification(
-                session, finding_id, input.rectified_on, input.note, actor
-            )
-            finding = await session.get(InspectionFindingRow, finding_id)
-            inspection = await session.get(InspectionRow, finding.inspection_id)
-            return finding_id, inspection.company_id
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "finding_id": _node_id(input.finding_id, InspectionFinding, "finding_id"),
+                "rectified_on": input.rectified_on,
+                "note": input.note,
+            }
+            return await actions.record_rectification(acting, data)
 
-        finding, file, errors = await _run(info, write, InspectionFinding)
+        finding, file, errors = await _run(info, perform, InspectionFinding)
         return RecordRectificationPayload(
             inspection_finding=finding, credit_file=file, user_errors=errors
         )
 
     @root_mutation(
-        *RECORDERS, description="Record a project's post-evaluation (后评估); rescored at once."
+        Action.RECORD_POST_EVALUATION,
+        description="Record a project's post-evaluation (后评估); rescored at once.",
     )
     async def record_post_evaluation(
         self, info: Info, input: RecordPostEvaluationInput
     ) -> RecordPostEvaluationPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            data = reviews.PostEvaluationInput(
-                project_code=input.project_code,
-                evaluated_on=input.evaluated_on,
-                verdict=input.verdict.value,
-                reviewer=input.reviewer,
-                summary=input.summary,
-                findings=input.findings,
-            )
-            row = await reviews.record_post_evaluation(session, data, actor)
-            return row.id, row.company_id
-
-        evaluation, file, errors = await _run(info, write, PostEvaluation)
+        data = {
+            "project_code": input.project_code,
+            "evaluated_on": input.evaluated_on,
+            "verdict": input.verdict.value,
+            "reviewer": input.reviewer,
+            "summary": input.summary,
+            "findings": input.findings,
+        }
+        evaluation, file, errors = await _run(
+            info, lambda acting: actions.record_post_evaluation(acting, data), PostEvaluation
+        )
         return RecordPostEvaluationPayload(
             post_evaluation=evaluation, credit_file=file, user_errors=errors
         )
 
     @root_mutation(
-        *RECORDERS,
+        Action.SUBMIT_MONTHLY_REPORT,
         description="Record a monthly operating report (每月运行状况); rescored at once.",
     )
     async def submit_monthly_report(
         self, info: Info, input: SubmitMonthlyReportInput
     ) -> SubmitMonthlyReportPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            data = reviews.MonthlyReportInput(
-                project_code=input.project_code,
-                month=input.month,
-                submitted_on=input.submitted_on,
-            )
-            row = await reviews.record_monthly_report(session, data, actor)
-            return row.id, await project_company_id(session, row.project_id)
-
-        report, file, errors = await _run(info, write, MonthlyReport)
+        data = {
+            "project_code": input.project_code,
+            "month": input.month,
+            "submitted_on": input.submitted_on,
+        }
+        report, file, errors = await _run(
+            info, lambda acting: actions.submit_monthly_report(acting, data), MonthlyReport
+        )
         return SubmitMonthlyReportPayload(
             monthly_report=report, credit_file=file, user_errors=errors
         )
 
     @root_mutation(
-        *RECORDERS,
+        Action.OPEN_APPEAL,
         description="Open an appeal (异议) against a finding; it still counts until decided.",
     )
     async def open_appeal(self, info: Info, input: OpenAppealInput) -> AppealPayload:
-        today = periods.local_date(info.context.now, info.context.services.rulebook)
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "finding_id": _node_id(input.finding_id, Finding, "finding_id"),
+                "grounds": input.grounds,
+                "filed_on": input.filed_on,
+            }
+            return await actions.open_appeal(acting, data)
 
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            finding_id = _node_id(input.finding_id, Finding, "findingId")
-            row = await reviews.open_appeal(
-                session, finding_id, input.filed_on or today, input.grounds, actor
-            )
-            return row.id, row.company_id
-
-        appeal, file, errors = await _run(info, write, Appeal, rescore=False)
+        appeal, file, errors = await _run(info, perform, Appeal)
         return AppealPayload(appeal=appeal, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        *RECORDERS,
+        Action.DECIDE_APPEAL,
         description=(
             "Decide an appeal. OVERTURNED voids the finding by a new record and the company is "
             "rescored at once; UPHELD leaves it counting."
         ),
     )
     async def decide_appeal(self, info: Info, input: DecideAppealInput) -> AppealPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            appeal_id = _node_id(input.appeal_id, Appeal, "appealId")
-            await reviews.decide_appeal(
-                session,
-                appeal_id,
-                input.outcome is AppealDecisionOutcome.OVERTURNED,
-                _text(input.reason, "reason"),
-                actor,
-            )
-            return appeal_id, (await session.get(AppealRow, appeal_id)).company_id
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "appeal_id": _node_id(input.appeal_id, Appeal, "appeal_id"),
+                "overturn": input.outcome is AppealDecisionOutcome.OVERTURNED,
+                "reason": input.reason,
+            }
+            return await actions.decide_appeal(acting, data)
 
-        appeal, file, errors = await _run(info, write, Appeal)
+        appeal, file, errors = await _run(info, perform, Appeal)
         return AppealPayload(appeal=appeal, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        *RECORDERS,
+        Action.REQUEST_REPAIR,
         description=(
             "Request credit repair (信用修复) of an active listing; refused with "
             "REPAIR_TOO_EARLY before the listing's minimum period has passed."
         ),
     )
     async def request_repair(self, info: Info, input: RequestRepairInput) -> RepairPayload:
-        now = info.context.now
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "listing_id": _node_id(input.listing_id, Listing, "listing_id"),
+                "statement": input.statement,
+            }
+            return await actions.request_repair(acting, data)
 
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            listing_id = _node_id(input.listing_id, Listing, "listingId")
-            row = await reviews.request_repair(session, listing_id, input.statement, actor, now)
-            return row.id, row.company_id
-
-        repair, file, errors = await _run(info, write, CreditRepair, rescore=False)
+        repair, file, errors = await _run(info, perform, CreditRepair)
         return RepairPayload(repair=repair, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        *RECORDERS,
+        Action.DECIDE_REPAIR,
         description=(
             "Decide a credit repair. APPROVED ends the listing and the findings behind it stop "
             "counting; the company is rescored at once."
         ),
     )
     async def decide_repair(self, info: Info, input: DecideRepairInput) -> RepairPayload:
-        now = info.context.now
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "repair_id": _node_id(input.repair_id, CreditRepair, "repair_id"),
+                "approve": input.outcome is RepairDecisionOutcome.APPROVED,
+                "reason": input.reason,
+            }
+            return await actions.decide_repair(acting, data)
 
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            repair_id = _node_id(input.repair_id, CreditRepair, "repairId")
-            await reviews.decide_repair(
-                session,
-                repair_id,
-                input.outcome is RepairDecisionOutcome.APPROVED,
-                _text(input.reason, "reason"),
-                actor,
-                now,
-            )
-            return repair_id, (await session.get(CreditRepairRow, repair_id)).company_id
-
-        repair, file, errors = await _run(info, write, CreditRepair)
+        repair, file, errors = await _run(info, perform, CreditRepair)
         return RepairPayload(repair=repair, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        Role.ADMIN,
+        Action.PLACE_LISTING,
         description=(
             "List a company as 失信 by hand, with a reason; its periods come from the rulebook."
         ),
     )
     async def place_listing(self, info: Info, input: PlaceListingInput) -> ListingPayload:
-        ctx = info.context
-        rulebook, now = ctx.services.rulebook, ctx.now
-        today = periods.local_date(now, rulebook)
-        params = rulebook.listing
-        months = params.min_months_critical if input.critical else params.min_months_score
-
-        def on(months: int) -> Any:
-            return periods.local_midnight(periods.add_months(today, months), rulebook)
-
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            row = await reviews.place_listing(
-                session,
-                input.credit_code,
-                input.reason,
-                on(months),
-                on(params.max_months),
-                input.critical,
-                actor,
-                now,
-            )
-            return row.id, row.company_id
-
-        listing, file, errors = await _run(info, write, Listing)
+        data = {
+            "credit_code": input.credit_code,
+            "reason": input.reason,
+            "critical": input.critical,
+        }
+        listing, file, errors = await _run(
+            info, lambda acting: actions.place_listing(acting, data), Listing
+        )
         return ListingPayload(listing=listing, credit_file=file, user_errors=errors)
 
-    @root_mutation(Role.ADMIN, description="End an active listing by hand, with a reason.")
+    @root_mutation(Action.LIFT_LISTING, description="End an active listing by hand, with a reason.")
     async def lift_listing(self, info: Info, input: LiftListingInput) -> ListingPayload:
-        now = info.context.now
+        async def perform(acting: Acting) -> Done:
+            data = {
+                "listing_id": _node_id(input.listing_id, Listing, "listing_id"),
+                "reason": input.reason,
+            }
+            return await actions.lift_listing(acting, data)
 
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            listing_id = _node_id(input.listing_id, Listing, "listingId")
-            await reviews.lift_listing(session, listing_id, input.reason, actor, now)
-            return listing_id, await _company_of_listing(session, listing_id)
-
-        listing, file, errors = await _run(info, write, Listing)
+        listing, file, errors = await _run(info, perform, Listing)
         return ListingPayload(listing=listing, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        Role.ADMIN,
+        Action.REGISTER_PROJECT,
         description=(
             "Register a project or a new version of it (zone flags left null keep their known "
             "values); files the company when companyName is given and it has no file."
         ),
     )
     async def register_project(self, info: Info, input: RegisterProjectInput) -> ProjectPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            data = services.ProjectInput(
-                code=input.code,
-                credit_code=input.credit_code,
-                name=input.name,
-                type=input.type.value,
-                city=input.city,
-                county=input.county,
-                operating=input.operating,
-                in_spring_protection_zone=input.in_spring_protection_zone,
-                in_drinking_water_source=input.in_drinking_water_source,
-                in_groundwater_restricted_zone=input.in_groundwater_restricted_zone,
-            )
-            company_name = (input.company_name or "").strip() or None
-            project = await services.register_project(session, data, actor, company_name)
-            return project.id, await project_company_id(session, project.id)
-
-        project, file, errors = await _run(info, write, Project, missing="creditCode")
+        data = {
+            "code": input.code,
+            "credit_code": input.credit_code,
+            "name": input.name,
+            "type": input.type.value,
+            "city": input.city,
+            "county": input.county,
+            "operating": input.operating,
+            **_zones(input),
+        }
+        project, file, errors = await _run(
+            info,
+            lambda acting: actions.register_project(acting, data, input.company_name),
+            Project,
+        )
         return ProjectPayload(project=project, credit_file=file, user_errors=errors)
 
     @root_mutation(
-        Role.ADMIN,
+        Action.RECORD_PERMIT,
         description="Record a permit of a project; it supersedes the current one of its kind.",
     )
     async def record_permit(self, info: Info, input: RecordPermitInput) -> RecordPermitPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            data = services.PermitInput(
-                project_code=input.project_code,
-                kind=input.kind.value,
-                number=input.number,
-                annual_total_m3=input.annual_total_m3,
-                daily_intensity_m3=input.daily_intensity_m3,
-                valid_from=input.valid_from,
-                valid_to=input.valid_to,
-            )
-            permit = await services.record_permit(session, data, actor)
-            return permit.id, await project_company_id(session, permit.project_id)
-
-        permit, file, errors = await _run(info, write, Permit)
+        data = {
+            "project_code": input.project_code,
+            "kind": input.kind.value,
+            "number": input.number,
+            "annual_total_m3": input.annual_total_m3,
+            "daily_intensity_m3": input.daily_intensity_m3,
+            "valid_from": input.valid_from,
+            "valid_to": input.valid_to,
+        }
+        permit, file, errors = await _run(
+            info, lambda acting: actions.record_permit(acting, data), Permit
+        )
         return RecordPermitPayload(permit=permit, credit_file=file, user_errors=errors)
 
-    @root_mutation(Role.ADMIN, description="Set a project's zone flags (二(三)1 zone bans).")
+    @root_mutation(
+        Action.SET_PROJECT_ZONES, description="Set a project's zone flags (二(三)1 zone bans)."
+    )
     async def set_project_zones(self, info: Info, input: SetProjectZonesInput) -> ProjectPayload:
-        async def write(session: AsyncSession, actor: str) -> tuple[int, int]:
-            project = await services.project_by_code(session, input.project_code)
-            current = await session.scalar(
-                sa.select(ProjectVersion)
-                .where(ProjectVersion.project_id == project.id)
-                .order_by(ProjectVersion.id.desc())
-                .limit(1)
-            )
-            company = await session.get(CompanyRow, current.company_id)
-            data = services.ProjectInput(
-                code=project.code,
-                credit_code=company.credit_code,
-                name=current.name,
-                type=current.type,
-                city=current.city,
-                county=current.county,
-                operating=current.operating,
-                in_spring_protection_zone=input.in_spring_protection_zone,
-                in_drinking_water_source=input.in_drinking_water_source,
-                in_groundwater_restricted_zone=input.in_groundwater_restricted_zone,
-            )
-            await services.register_project(session, data, actor)
-            return project.id, current.company_id
-
-        project, file, errors = await _run(info, write, Project)
+        data = {"project_code": input.project_code, **_zones(input)}
+        project, file, errors = await _run(
+            info, lambda acting: actions.set_project_zones(acting, data), Project
+        )
         return ProjectPayload(project=project, credit_file=file, user_errors=errors)

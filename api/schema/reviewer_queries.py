@@ -10,7 +10,6 @@ from api.errors import INVALID_CREDIT_CODE, ApiError
 from api.schema.base import GradeEnum, Info, root_field
 from api.schema.reviewer_types import (
     DEFAULT_PAGE,
-    FILE_READERS,
     CreditFile,
     SupervisionEntry,
     build,
@@ -21,6 +20,7 @@ from api.schema.reviewer_types import (
 )
 from registry import creditfile
 from registry.creditcode import InvalidCreditCode, normalize_credit_code
+from registry.roles import Action
 from scoring import periods
 
 
@@ -52,14 +52,16 @@ def _due_cursor(value: str) -> tuple[date, int]:
 
 @strawberry.type
 class Query:
-    @root_field(*FILE_READERS, description="A company's credit file; null when there is none.")
+    @root_field(
+        Action.READ_CREDIT_FILES, description="A company's credit file; null when there is none."
+    )
     async def company(self, info: Info, credit_code: str) -> CreditFile | None:
         filed = await info.context.standings.load(_code(credit_code))
         if filed is None:
             return None
         return await by_id(info, CreditFile, filed.company_id)
 
-    @root_field(*FILE_READERS, description="Credit files by company id, filtered.")
+    @root_field(Action.READ_CREDIT_FILES, description="Credit files by company id, filtered.")
     async def companies(
         self,
         info: Info,
@@ -83,7 +85,7 @@ class Query:
         return connection(edges, page.has_next, after)
 
     @root_field(
-        *FILE_READERS,
+        Action.READ_CREDIT_FILES,
         description=(
             "The key-supervision list (重点监督): companies graded C or D, or listed, with their "
             "last inspection and the next one due (rulebook: quarterly), soonest due first."

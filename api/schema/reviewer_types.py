@@ -22,11 +22,10 @@ from api.schema.approval import Company, Reason, ScreeningDecision
 from api.schema.base import ApplicationKindEnum, DecisionEnum, GradeEnum, Info, caller
 from registry import creditfile
 from registry.creditfile import Row, View
-from registry.models import PermitKind, ProjectType, Role, WellRole
+from registry.models import PermitKind, ProjectType, WellRole
+from registry.roles import Action, may
 from scoring import periods
 from scoring.model import AppealOutcome, Severity, Source, Verdict
-
-FILE_READERS = (Role.REVIEWER, Role.ADMIN)
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -151,7 +150,7 @@ class FileNode(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[Any]:
         ids = [int(i) for i in node_ids]
-        if caller(info).role not in FILE_READERS:
+        if not may(caller(info).role, Action.READ_CREDIT_FILES):
             return [None] * len(ids)
         rows = await loaders(info.context).row(VIEWS[cls]).load_many(ids)
         return [cls.from_row(r) if r else None for r in rows]

@@ -188,7 +188,7 @@ async def test_rectification_cannot_predate_its_inspection(session_factory, comp
     with pytest.raises(reviews.RecordRejected, match="before the inspection") as refused:
         async with db.transaction(session_factory, "reviewer:li") as s:
             await reviews.record_rectification(s, finding_id, date(2026, 11, 19), "", "reviewer:li")
-    assert refused.value.field == ("rectifiedOn",)
+    assert refused.value.field == ("rectified_on",)
 
 
 async def test_a_listed_company_cannot_be_listed_twice(session_factory, company):
