@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.platform import PlatformClient
 from registry import db, services
+from registry.current import company_name
 from registry.models import Datastream
 
 SOURCE = "platform"
@@ -114,10 +115,7 @@ def parse_things(things: list) -> tuple[dict, dict, dict, list[_Stream], list[st
 
 
 _CURRENT = {
-    "company": """
-        SELECT DISTINCT ON (c.id) c.credit_code, v.name
-        FROM company c JOIN company_version v ON v.company_id = c.id
-        ORDER BY c.id, v.id DESC""",
+    "company": f"SELECT c.credit_code, {company_name('c')} FROM company c",
     "project": """
         SELECT DISTINCT ON (p.id) p.code, c.credit_code, v.name, v.type, v.city, v.county,
                v.operating
