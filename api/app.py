@@ -1,5 +1,6 @@
-"""The Litestar application: GraphQL at /graphql (GraphiQL for humans), /healthz, /readyz,
-/metrics. `create_api_app` / `create_serve_app` are the ASGI server's factory targets."""
+"""The Litestar application: GraphQL at /graphql (GraphiQL for humans), the reviewer console at
+/console, /healthz, /readyz, /metrics, the OpenAPI page at /schema. `create_api_app` /
+`create_serve_app` are the ASGI server's factory targets."""
 
 import json
 import os
@@ -15,11 +16,13 @@ from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ControllerRouterHandler
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from api.console import ConsolePlugin, assets, graphiql_page
 from api.context import Services, graphql_context
 from api.errors import BAD_REQUEST, INTERNAL, ApiError, Unauthenticated
 from api.observability import configure_logging, log, request_id_middleware
@@ -141,8 +144,19 @@ def openapi_config() -> OpenAPIConfig:
         title="geocredit",
         version=version("geocredit"),
         description="Operational routes of the geothermal reinjection credit registry. "
-        "Approval systems use GraphQL at /graphql (schema: graphql/schema.graphql).",
+        "Approval systems use GraphQL at /graphql (schema: graphql/schema.graphql), sending "
+        "their API token in the header `Authorization: Bearer <token>` (an admin creates one "
+        "with `geocredit token create`). Reviewers use the console at /console.",
         path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=assets.url(assets.SWAGGER_JS),
+                css_url=assets.url(assets.SWAGGER_CSS),
+                standalone_preset_js_url=assets.url(assets.SWAGGER_PRESET),
+                favicon=f'<link rel="icon" href="{assets.url(assets.FAVICON)}">',
+            )
+        ],
     )
 
 
@@ -163,6 +177,9 @@ def graphql_controller(production: bool) -> type:
             **base.dependencies,
             "response": Provide(lambda: Response({}), sync_to_thread=False),
         }
+
+        async def render_graphql_ide(self, request: Request) -> Response[str]:
+            return Response(graphiql_page(), media_type=MediaType.HTML)  # assets of our own
 
         def encode_json(self, data: object) -> bytes:
             return msgspec.json.encode(data)  # several times faster than json.dumps
@@ -263,6 +280,7 @@ def create_app(
             }
         ),
         openapi_config=openapi_config(),
+        plugins=[ConsolePlugin(services.rulebook)],
         logging_config=None,
         debug=False,
     )

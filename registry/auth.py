@@ -1,14 +1,15 @@
-"""API clients and their bearer tokens. Only a token's SHA-256 is stored; the token itself is
-shown once, when it is created."""
+"""API clients and their bearer tokens, and the reviewer console's sessions. Only a token's (or
+session id's) SHA-256 is stored; the token itself is shown once, when it is created."""
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from registry.models import ApiClient, Role
+from registry.models import ApiClient, ConsoleSession, Role
 
 TOKEN_PREFIX = "gct_"
 
@@ -62,3 +63,59 @@ async def revoke(session: AsyncSession, client_id: int) -> bool:
         .values(revoked_at=sa.func.now())
     )
     return result.rowcount > 0
+
+
+# ---------------------------------------------------------------- reviewer console sessions
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleLogin:
+    """A console session's client and the token its forms must carry."""
+
+    client: Client
+    csrf_token: str
+
+
+async def open_console_session(
+    session: AsyncSession, client: Client, now: datetime, lifetime: timedelta
+) -> tuple[str, str]:
+    """A new session for `client` until now + lifetime: (session id for the cookie, form token).
+    Expired sessions are cleared on the way."""
+    await session.execute(sa.delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+    session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    session.add(
+        ConsoleSession(
+            id_hash=token_hash(session_id),
+            client_id=client.id,
+            csrf_token=csrf,
+            expires_at=now + lifetime,
+        )
+    )
+    await session.flush()
+    return session_id, csrf
+
+
+async def console_login(
+    conn: AsyncSession | AsyncConnection, session_id: str, now: datetime
+) -> ConsoleLogin | None:
+    """The unexpired session with this id, of a client whose token is not revoked."""
+    row = (
+        await conn.execute(
+            sa.select(ApiClient.id, ApiClient.name, ApiClient.role, ConsoleSession.csrf_token)
+            .join(ApiClient, ApiClient.id == ConsoleSession.client_id)
+            .where(
+                ConsoleSession.id_hash == token_hash(session_id),
+                ConsoleSession.expires_at > now,
+                ApiClient.revoked_at.is_(None),
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return ConsoleLogin(Client(row.id, row.name, Role(row.role)), row.csrf_token)
+
+
+async def close_console_session(session: AsyncSession, session_id: str) -> None:
+    await session.execute(
+        sa.delete(ConsoleSession).where(ConsoleSession.id_hash == token_hash(session_id))
+    )

@@ -188,19 +188,28 @@ def _order(view: View) -> str:
 
 
 async def children(
-    conn: AsyncConnection, view: View, column: str, ids: Iterable[int]
+    conn: AsyncConnection,
+    view: View,
+    column: str,
+    ids: Iterable[int],
+    since: tuple[str, Any] | None = None,
 ) -> dict[int, list[Row]]:
-    """Every row of `view` whose `column` is one of `ids` (e.g. "id" for rows by id)."""
+    """Every row of `view` whose `column` is one of `ids` (e.g. "id" for rows by id); with
+    `since` (column, value), only rows whose column is at least that value."""
     wanted = sorted(set(ids))
     out: dict[int, list[Row]] = {i: [] for i in wanted}
     if not wanted:
         return out
+    params: dict[str, Any] = {"ids": wanted}
+    where = f"r.{column} = ANY(:ids)"
+    if since is not None:
+        where += f" AND r.{since[0]} >= :since"
+        params["since"] = since[1]
     rows = await conn.execute(
         sa.text(
-            f"SELECT r.* FROM ({view.sql}) r WHERE r.{column} = ANY(:ids) "
-            f"ORDER BY r.{column}, {_order(view)}"
+            f"SELECT r.* FROM ({view.sql}) r WHERE {where} ORDER BY r.{column}, {_order(view)}"
         ),
-        {"ids": wanted},
+        params,
     )
     for row in rows.mappings():
         out[row[column]].append(dict(row))

@@ -442,6 +442,19 @@ class ApiClient(SQLModel, table=True):
     revoked_at: datetime | None = _ts(default=None)
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A login to the reviewer console. The browser's cookie holds the session id; only its
+    SHA-256 is stored, with the form token every POST must carry. Not part of the credit file:
+    logging out deletes the row."""
+
+    __tablename__ = "console_session"
+    id_hash: str = Field(primary_key=True)
+    client_id: int = _fk("api_client.id")
+    csrf_token: str
+    created_at: datetime = _created()
+    expires_at: datetime = _ts(index=True)
+
+
 class Application(SQLModel, table=True):
     """An application screened by an approval system; idempotent per (client, case reference)."""
 

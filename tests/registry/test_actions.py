@@ -107,9 +107,7 @@ async def test_roles_come_from_one_table(session_factory):
     assert not roles.may(Role.REVIEWER, roles.Action.PLACE_LISTING)
     assert all(action in roles.ALLOWED for action in roles.Action)
     with pytest.raises(roles.Forbidden, match="reviewer may not place_listing"):
-        await actions.place_listing(
-            acting(session_factory), {"credit_code": FIRST, "reason": "x"}
-        )
+        await actions.place_listing(acting(session_factory), {"credit_code": FIRST, "reason": "x"})
     with pytest.raises(roles.Forbidden):  # before the input is even looked at
         await actions.record_inspection(acting(session_factory, APPROVAL), {})
 
@@ -129,9 +127,7 @@ async def test_refusals_name_their_code_and_field(session_factory):
             acting(session_factory),
             {"project_code": "NOPE", "month": TODAY, "submitted_on": TODAY},
         )
-    assert [(p.code, p.field) for p in unknown.value.problems] == [
-        ("NOT_FOUND", ("project_code",))
-    ]
+    assert [(p.code, p.field) for p in unknown.value.problems] == [("NOT_FOUND", ("project_code",))]
     with pytest.raises(actions.Refused) as malformed:
         await actions.place_listing(
             acting(session_factory, ADMIN), {"credit_code": "91140100MA0K000018", "reason": "x"}
