@@ -22,6 +22,15 @@ function gradeBands(bands) {
   };
 }
 
+const LOCAL = new Intl.DateTimeFormat("zh-CN", {
+  timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", hour12: false,
+});
+
+function localTime(seconds) {
+  return seconds == null ? "" : LOCAL.format(new Date(seconds * 1000));
+}
+
 function scoreChart() {
   const el = document.getElementById("score-chart");
   const source = document.getElementById("score-data");
@@ -32,13 +41,15 @@ function scoreChart() {
   const opts = {
     width: Math.max(320, el.clientWidth || 800),
     height: 300,
-    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Asia/Shanghai"),
     scales: { x: { time: true }, y: { range: [0, 100] } },
     series: [
-      { label: "时间", value: (u, v) => (v == null ? "" : new Date(v * 1000).toLocaleString("zh-CN", { timeZone: "Asia/Shanghai" })) },
+      { label: "时间（北京时间）", value: (u, v) => localTime(v) },
       { label: "信用评分", stroke: "#1f4e79", width: 2, points: { show: true, size: 6 } },
     ],
-    axes: [{}, { values: (u, vals) => vals.map((v) => v + " 分") }],
+    axes: [
+      { values: (u, splits) => splits.map((v) => localTime(v).replace(" ", "\n")), space: 80 },
+      { values: (u, vals) => vals.map((v) => v + " 分") },
+    ],
     hooks: { drawClear: [gradeBands(bands)] },
   };
   const chart = new uPlot(opts, [xs, ys], el);
