@@ -164,6 +164,13 @@ MONTH_METRIC = View(
     parse=date.fromisoformat,
 )
 
+MONTH_FLAGS = View(
+    "SELECT project_id, month, final, evaluated, outage_slots FROM project_month_metric",
+    cursor="month",
+    parse=date.fromisoformat,
+)
+"""What a compliance grid shows of each month besides its findings."""
+
 QUARANTINE = View(
     f"""
     SELECT q.id, q.reason, q.detail, q.datastream_platform_id, q.platform_obs_id,

@@ -247,7 +247,7 @@ async def credit_file(
     projects = (await _page(conn, creditfile.PROJECT, cid, MAX_PROJECTS)).rows
     pids = [p["id"] for p in projects]
     metrics = await creditfile.children(
-        conn, creditfile.MONTH_METRIC, "project_id", pids, since=("month", months[0])
+        conn, creditfile.MONTH_FLAGS, "project_id", pids, since=("month", months[0])
     )
     in_window = (
         await creditfile.children(

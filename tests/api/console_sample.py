@@ -40,9 +40,12 @@ class Filed:
     months: list[date]  # the months with metrics, oldest first
 
 
-def metric_months(now: datetime) -> list[date]:
-    """From the rulebook's first month (or the window's, if later) to this month."""
-    first = max(periods.month_of(RULEBOOK.applies_from), periods.lookback_start(now, RULEBOOK))
+def metric_months(now: datetime, whole_window: bool = False) -> list[date]:
+    """From the rulebook's first month (or the window's, if later; with `whole_window` the
+    window's) to this month."""
+    first = periods.lookback_start(now, RULEBOOK)
+    if not whole_window:
+        first = max(periods.month_of(RULEBOOK.applies_from), first)
     this = periods.month_of(periods.local_date(now, RULEBOOK))
     months = [first]
     while months[-1] < this:
@@ -89,12 +92,15 @@ def file_company(
     marks: dict[tuple[int, int], str] | None = None,
     history: list[float] = (),
     now: datetime | None = None,
+    whole_window: bool = False,
 ) -> Filed:
     """`marks`: (project index, months before this month) → ok, minor, major, critical, outage
-    or unevaluated; `history`: scores of earlier snapshots, one a day before now, oldest first."""
+    or unevaluated; `history`: scores of earlier snapshots, one a day before now, oldest first;
+    `whole_window`: metrics for every month of the scoring window, even before the rulebook's
+    first month (which the scoring leaves out)."""
     now = now or datetime.now(UTC)
     marks = marks or {}
-    months = metric_months(now)
+    months = metric_months(now, whole_window)
     codes = [f"{credit_code[-6:]}-{i + 1:02d}" for i in range(projects)]
     with Session(engine) as s, s.begin():
         s.exec(sa.text("SELECT set_config('geocredit.actor', 'tests', true)"))
