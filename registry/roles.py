@@ -56,6 +56,7 @@ class Forbidden(PermissionError):
         super().__init__(f"role {role} may not {action} (allowed: {allowed})")
         self.role = role
         self.action = action
+        self.allowed = ALLOWED[action]
 
 
 def may(role: Role, action: Action) -> bool:

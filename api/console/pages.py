@@ -1,4 +1,5 @@
-"""The console's pages and form posts. Reads go through api.console.views, records through the
+"""The console's pages and form posts (each handler reads its request itself: the logged-in
+reviewer first, then path and query). Reads go through api.console.views, records through the
 registry's use cases (api.console.forms → registry.actions); after a record the browser is sent
 back to the credit file, which shows the company as rescored."""
 
@@ -7,7 +8,6 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.di import Provide
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from litestar.router import Router
@@ -77,6 +77,11 @@ async def _form(request: Request) -> dict[str, str]:
     return dict((await request.form()).items())
 
 
+def _statuses(request: Request) -> list[str]:
+    """The finding statuses to show (none: all)."""
+    return [s for s in request.query_params.getall("status", []) if s in views.STATUSES]
+
+
 # ---------------------------------------------------------------- login
 
 
@@ -86,7 +91,8 @@ async def home() -> Redirect:
 
 
 @get("/login", name="console-login")
-async def login_page(request: Request, next: str | None = None) -> Template:
+async def login_page(request: Request) -> Template:
+    next = request.query_params.get("next")
     cookie, value = session.login_cookie(request)
     return _page(
         request,
@@ -140,7 +146,8 @@ async def login(request: Request) -> Response:
 
 
 @post("/logout")
-async def logout(request: Request, reviewer: Reviewer) -> Redirect:
+async def logout(request: Request) -> Redirect:
+    reviewer = await session.reviewer(request)
     session.check_form_token(reviewer, await _form(request))
     async with db.transaction(_services(request).sessions, "console") as s:
         await auth.close_console_session(s, reviewer.session_id)
@@ -151,9 +158,10 @@ async def logout(request: Request, reviewer: Reviewer) -> Redirect:
 
 
 @get("/supervision", name="console-supervision")
-async def supervision(
-    request: Request, reviewer: Reviewer, sort: str = "next_due", desc: bool = False
-) -> Template:
+async def supervision(request: Request) -> Template:
+    reviewer = await session.reviewer(request)
+    sort = request.query_params.get("sort", "next_due")
+    desc = request.query_params.get("desc") == "true"
     services = _services(request)
     now = datetime.now(UTC)
     async with services.reads.connect() as conn:
@@ -172,8 +180,9 @@ async def supervision(
 
 
 @get("/search", name="console-search")
-async def search(request: Request, reviewer: Reviewer, q: str = "") -> Template:
-    text = q.strip()
+async def search(request: Request) -> Template:
+    reviewer = await session.reviewer(request)
+    text = request.query_params.get("q", "").strip()
     rows = []
     if text:
         async with _services(request).reads.connect() as conn:
@@ -210,32 +219,33 @@ async def _credit_file(
         done=done,
         forms=forms.FORMS,
         statuses=statuses or [],
+        statuses_all=views.STATUSES,
         **context,
     )
 
 
 @get("/company/{code:str}", name="console-company")
-async def company(
-    request: Request, reviewer: Reviewer, code: str, status: list[str] | None = None
-) -> Template:
-    return await _credit_file(request, reviewer, _code(code), statuses=status or [])
+async def company(request: Request) -> Template:
+    reviewer = await session.reviewer(request)
+    code = _code(request.path_params["code"])
+    return await _credit_file(request, reviewer, code, statuses=_statuses(request))
 
 
 @get("/company/{code:str}/findings", name="console-findings")
-async def findings(
-    request: Request, reviewer: Reviewer, code: str, status: list[str] | None = None
-) -> Response:
+async def findings(request: Request) -> Response:
     """The findings, filtered by status: the table alone for htmx, else the whole file."""
-    code = _code(code)
+    reviewer = await session.reviewer(request)
+    code = _code(request.path_params["code"])
+    status = _statuses(request)
     if not request.headers.get("hx-request"):
-        query = "&".join(f"status={s}" for s in status or [])
+        query = "&".join(f"status={s}" for s in status)
         return Redirect(f"{session.PATH}/company/{code}?{query}#findings")
     services = _services(request)
     async with services.reads.connect() as conn:
         filed = (await load_standings(conn, [code], datetime.now(UTC)))[code]
         if filed is None:
             raise NotFoundException(code)
-        page = await views.findings_page(conn, filed.company_id, status or [])
+        page = await views.findings_page(conn, filed.company_id, status)
     return _page(
         request,
         "findings_table.html",
@@ -247,8 +257,9 @@ async def findings(
 
 
 @post("/company/{code:str}/{name:str}", name="console-record")
-async def record(request: Request, reviewer: Reviewer, code: str, name: str) -> Response:
-    code = _code(code)
+async def record(request: Request) -> Response:
+    reviewer = await session.reviewer(request)
+    code, name = _code(request.path_params["code"]), request.path_params["name"]
     form = await _form(request)
     session.check_form_token(reviewer, form)
     spec = forms.FORMS.get(name)
@@ -275,11 +286,15 @@ def _login_required(request: Request, exc: LoginRequired) -> Response:
     return Redirect(target, status_code=303, cookies=[session.expired_cookie(request)])
 
 
-def _error(status: int, title: str, message: str) -> Any:
-    def handle(request: Request, exc: Exception) -> Template:
-        return _page(request, "error.html", None, status, title=title, message=message or str(exc))
+def _bad_form_token(request: Request, exc: BadFormToken) -> Template:
+    message = "表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。"
+    return _page(request, "error.html", None, 403, title="请求被拒绝", message=message)
 
-    return handle
+
+def _forbidden(request: Request, exc: Forbidden) -> Template:
+    allowed = "、".join(sorted(exc.allowed))
+    message = f"角色 {exc.role} 不能执行 {exc.action}（允许的角色：{allowed}）。"
+    return _page(request, "error.html", None, 403, title="无权操作", message=message)
 
 
 def _not_found(request: Request, exc: NotFoundException) -> Template:
@@ -312,13 +327,10 @@ ROUTER = Router(
         findings,
         record,
     ],
-    dependencies={"reviewer": Provide(session.reviewer)},
     exception_handlers={
         LoginRequired: _login_required,
-        BadFormToken: _error(
-            403, "请求被拒绝", "表单已过期或来源不明（CSRF 校验失败），请刷新页面后重试。"
-        ),
-        Forbidden: _error(403, "无权操作", ""),
+        BadFormToken: _bad_form_token,
+        Forbidden: _forbidden,
         RescoreFailed: _rescore_failed,
         NotFoundException: _not_found,
     },

@@ -48,7 +48,7 @@ class BadFormToken(Exception):
 
 
 async def reviewer(request: Request) -> Reviewer:
-    """The dependency of every page behind the login."""
+    """The logged-in reviewer of a request; LoginRequired without a valid session."""
     session_id = request.cookies.get(COOKIE)
     if not session_id:
         raise LoginRequired

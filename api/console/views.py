@@ -26,6 +26,7 @@ SUPERVISION_MAX = 1000
 # Display order of severities: the worst colours a grid cell.
 SEVERITY_ORDER = ("CRITICAL", "MAJOR", "MINOR", "WARNING")
 COUNTING = ("ACTIVE", "UNDER_APPEAL")
+STATUSES = (*COUNTING, "VOIDED", "OVERTURNED", "REPAIRED")
 _DECISION_ORDER = {DecisionKind.BLOCK: 0, DecisionKind.RESTRICT: 1, DecisionKind.ALLOW: 2}
 
 LABELS = {

@@ -23,7 +23,7 @@ TODAY = periods.local_date(datetime.now(UTC), load_rulebook()).isoformat()
 
 @pytest.fixture(scope="module")
 def filed(api_engine):
-    return file_company(api_engine, COMPANY, "阳泉地热有限公司", projects=2)
+    return file_company(api_engine, COMPANY, "盂县清泉热能有限公司", projects=2)
 
 
 def form_token(html: str) -> str:
@@ -112,7 +112,7 @@ def test_a_form_records_through_the_use_case_and_shows_the_rescored_file(
 ):
     client = login(server, tokens[Role.REVIEWER])
     page = client.get(f"/console/company/{COMPANY}")
-    assert page.status_code == 200 and "阳泉地热有限公司" in page.text
+    assert page.status_code == 200 and "盂县清泉热能有限公司" in page.text
     data = {
         "csrf_token": form_token(page.text),
         "project_code": filed.projects[0],
