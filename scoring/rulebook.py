@@ -79,6 +79,18 @@ class Monitoring(_Model):
         return self
 
 
+class Meters(_Model):
+    """Cumulative meter readings (totalizers): when a difference is a volume (scoring/meters.py).
+
+    Optional in the file: a rulebook without `[meters]` gets these defaults."""
+
+    max_flow_m3_per_hour: float = Field(default=500.0, gt=0)  # plausible flow of one well
+    # a suspicious reading is decided by the readings after it: the next `lookahead_readings`
+    # or those within `lookahead_minutes`, whichever reach further
+    lookahead_readings: int = Field(default=4, ge=1, le=96)
+    lookahead_minutes: int = Field(default=60, ge=0, le=1440)
+
+
 class SeasonDates(_Model):
     start: MonthDay
     end: MonthDay
@@ -360,6 +372,7 @@ class Rulebook(_Model):
     timezone: str
     policy: Text
     monitoring: Monitoring
+    meters: Meters = Meters()
     heating_season: HeatingSeasons
     project_types: ProjectTypes
     score: ScoreParams
