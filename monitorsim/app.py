@@ -305,6 +305,8 @@ class MonitorSim:
             "outage": outage,
             "gapFraction": c.gap_fraction,
             "dataFaults": c.data_faults,
+            "meterFaults": c.meter_faults,
+            "meterSilenceHours": c.meter_silence_hours,
             "injected": w.injected,
             "counts": {
                 "companies": len(w.companies),

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .config import DATA_FAULT_KINDS, SCENARIOS, Config, parse_time
+from .config import DATA_FAULT_KINDS, METER_FAULT_KINDS, SCENARIOS, Config, parse_time
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
         help=f"per-row rate of a data fault; kinds: {', '.join(DATA_FAULT_KINDS)}",
     )
     s.add_argument("--no-data-faults", action="store_true", help="all data fault rates 0")
+    s.add_argument(
+        "--meter-fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"per-reading rate of a cumulative meter fault; kinds: {', '.join(METER_FAULT_KINDS)}",
+    )
+    s.add_argument(
+        "--meter-silence-hours", type=float, default=48.0, help="length of a meter_silence"
+    )
     s.add_argument("--http-faults", default="{}", help="JSON, as for POST /faults")
     s.add_argument("--page-max", type=int, default=10_000, help="cap of $top on Observations")
     s.add_argument(
@@ -55,6 +65,10 @@ def config_from_args(a: argparse.Namespace) -> Config:
     for item in a.data_fault:
         kind, _, rate = item.partition("=")
         faults[kind.strip()] = float(rate)
+    meter_faults = {}
+    for item in a.meter_fault:
+        kind, _, rate = item.partition("=")
+        meter_faults[kind.strip()] = float(rate)
     backfill: float | None = -1.0
     if a.outage_backfill_hours is not None:
         never = a.outage_backfill_hours.strip().lower() in ("never", "none", "")
@@ -74,6 +88,8 @@ def config_from_args(a: argparse.Namespace) -> Config:
         outage_backfill_hours=backfill,
         gap_fraction=a.gap_fraction,
         data_faults=faults,
+        meter_faults=meter_faults,
+        meter_silence_hours=a.meter_silence_hours,
         http_faults=json.loads(a.http_faults),
         page_max=a.page_max,
     )

@@ -41,6 +41,16 @@ DATA_FAULT_DEFAULTS = {
     "bench": dict(_LOW),
     "faults": {k: v * 10 for k, v in _LOW.items()},
 }
+# Per-reading rates of cumulative meter faults (totalizers only; see generator.py). /truth keeps
+# the volumes the meters really measured; the faulty readings are what the platform receives.
+METER_FAULT_KINDS = (
+    "meter_glitch",  # one reading of 0 or a low value, then the meter reads on
+    "meter_spike",  # one reading ten times the true one, then the meter reads on
+    "meter_reset",  # the meter is replaced: it continues from a low level (0-5 m3)
+    "meter_jump",  # the reading jumps by 10-100 h of a well's plausible flow and stays there
+    "meter_silence",  # the meter sends nothing for meter_silence_hours, then its catch-up reading
+)
+METER_FAULT_DEFAULTS: dict[str, dict[str, float]] = {s: {} for s in SCENARIOS}
 # HTTP faults each scenario starts with (POST /faults changes them at run time).
 HTTP_FAULT_DEFAULTS: dict[str, dict] = {
     "demo": {},
@@ -71,6 +81,8 @@ class Config:
     outage_backfill_hours: float | None = -1.0
     gap_fraction: float = 0.15  # share of slots missing for "metering_gaps" projects
     data_faults: dict[str, float] = field(default_factory=dict)  # overrides of per-row rates
+    meter_faults: dict[str, float] = field(default_factory=dict)  # per-reading rates (meters)
+    meter_silence_hours: float = 48.0  # how long a meter_silence lasts
     # overrides of the scenario's HTTP faults; {"reset": true, ...} starts from none at all
     http_faults: dict = field(default_factory=dict)
     page_max: int = 10_000  # server cap for $top on Observations
@@ -125,6 +137,18 @@ class Config:
         if unknown:
             raise ValueError(f"unknown data fault kinds: {sorted(unknown)}")
         c.data_faults = {**DATA_FAULT_DEFAULTS[c.scenario], **c.data_faults}
+        unknown = set(c.meter_faults) - set(METER_FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown meter fault kinds: {sorted(unknown)}")
+        c.meter_faults = {
+            **dict.fromkeys(METER_FAULT_KINDS, 0.0),
+            **METER_FAULT_DEFAULTS[c.scenario],
+            **c.meter_faults,
+        }
+        if sum(c.meter_faults.values()) > 1 or min(c.meter_faults.values()) < 0:
+            raise ValueError("meter fault rates must be ≥ 0 and add up to at most 1")
+        if c.meter_silence_hours <= 0:
+            raise ValueError("meter_silence_hours must be positive")
         http = dict(c.http_faults)
         c.http_faults = {
             **({} if http.pop("reset", False) else HTTP_FAULT_DEFAULTS[c.scenario]),

@@ -209,6 +209,12 @@ class World:
         self.wells: list[Well] = []
         self.datastreams: dict[int, Datastream] = {}
         self.injected = dict.fromkeys((*c.data_faults, "outage_rows", "gap_rows"), 0)
+        self.injected.update(dict.fromkeys(c.meter_faults, 0))
+        # cumulative meters: the true volume of each slot (m3), and the faults injected as
+        # (kind, datastream id, first slot, slots)
+        self.true_steps: dict[int, list[float]] = {}
+        self.meter_events: list[tuple[str, int, int, int]] = []
+        self.silenced: set[tuple[int, int]] = set()  # (datastream id, phenomenonTime): not sent
         self._build_entities()
         self._generate()
 
@@ -430,18 +436,23 @@ class World:
         """Interval volumes in m3 -> this datastream's values (interval or meter reading, m3 or L)."""
         if ds.accumulation == "cumulative":
             reading = round(self.rnd.uniform(1e4, 9e5), 3)
-            reset = -1
+            meter = _MeterFaults(self, ds)
+            resets = meter.resets()  # slot -> the new meter's starting level, m3
             if "meter_reset" in spec.features and ds.well.code.endswith("-E01"):
-                reset = self.slots * 3 // 5  # the meter is replaced: it restarts from zero
+                resets[self.slots * 3 // 5] = 0.0  # the meter is replaced: restarts from zero
             values = []
             for s, v in enumerate(vol):
-                reading = round(((0.0 if s == reset else reading) + v) * 1000) / 1000
+                reading = round((resets.get(s, reading) + v) * 1000) / 1000
                 values.append(reading)
         else:
             values = vol
         if ds.unit == "L":
-            return [float(round(v * 1000)) for v in values]
-        return [round(v * 1000) / 1000 for v in values]
+            values = [float(round(v * 1000)) for v in values]
+        else:
+            values = [round(v * 1000) / 1000 for v in values]
+        if ds.accumulation == "cumulative":
+            return meter.apply(values, resets)
+        return values
 
     # ---- observations ----------------------------------------------------------------------
     def _generate(self) -> None:
@@ -619,6 +630,11 @@ class World:
         """Merge the sorted extra rows into the normal ones; assign @iot.id."""
         extra = sorted(self._extra, key=lambda row: row[0])  # stable
         del self._extra
+        if self.silenced:  # rows of silent meters were made (for the same world) but never sent
+            quiet = self.silenced
+            keep = [i for i, key in enumerate(zip(DS, PT, strict=True)) if key not in quiet]
+            RT, DS, PT, VAL = ([col[i] for i in keep] for col in (RT, DS, PT, VAL))
+            extra = [row for row in extra if (row[1], row[2]) not in quiet]
         rt: list[int] = []
         ds: list[int] = []
         pt: list[int] = []
@@ -666,6 +682,78 @@ class World:
 
     def __len__(self) -> int:
         return len(self.rt)
+
+
+class _MeterFaults:
+    """The faults of one cumulative meter (config.METER_FAULT_KINDS), drawn from a generator of
+    its own so that the rest of the world is the same with or without them."""
+
+    def __init__(self, world: World, ds: Datastream):
+        self.world, self.ds = world, ds
+        self.rates = {k: r for k, r in world.config.meter_faults.items() if r > 0}
+        self.rnd = random.Random(f"{world.config.seed}:meter:{ds.id}")
+        self.kinds = list(self.rates)
+        self.edges = list(itertools.accumulate(self.rates[k] for k in self.kinds))
+        self.plan: dict[int, str] = {}  # slot -> fault starting there
+        slot = 1
+        while self.rates and slot < world.slots:
+            x = self.rnd.random()
+            kind = next((k for k, e in zip(self.kinds, self.edges, strict=True) if x < e), None)
+            if kind is not None:
+                self.plan[slot] = kind
+                if kind == "meter_silence":
+                    slot += self._silence_slots()
+            slot += 1
+
+    def _silence_slots(self) -> int:
+        return max(1, round(self.world.config.meter_silence_hours * 3600 / SLOT))
+
+    def resets(self) -> dict[int, float]:
+        """Slots at which the meter is replaced -> the new meter's starting level (m3)."""
+        return {
+            s: round(self.rnd.uniform(0, 5), 3) for s, k in self.plan.items() if k == "meter_reset"
+        }
+
+    def apply(self, readings: list[float], resets: dict[int, float]) -> list[float]:
+        """The readings the meter sends, from its true ones (this datastream's unit); records the
+        true volume of every slot and the faults."""
+        w, ds = self.world, self.ds
+        unit = 1000.0 if ds.unit == "L" else 1.0
+        steps = [0.0]
+        for s in range(1, len(readings)):
+            base = resets[s] * unit if s in resets else readings[s - 1]
+            steps.append((readings[s] - base) / unit)
+        w.true_steps[ds.id] = steps
+
+        def rounded(v: float) -> float:
+            return float(round(v)) if unit == 1000.0 else round(v * 1000) / 1000
+
+        sent: list[float] = []
+        offset, quiet = 0.0, 0
+        for s, reading in enumerate(readings):
+            kind = self.plan.get(s)
+            value = reading + offset
+            if quiet:  # made like any reading, never sent (World._finish)
+                quiet -= 1
+                w.silenced.add((ds.id, w.t0 + (s + 1) * SLOT))
+                sent.append(value)
+                continue
+            if kind == "meter_glitch":
+                value = self.rnd.choice((0.0, rounded(value * self.rnd.uniform(0, 0.5))))
+            elif kind == "meter_spike":
+                value = rounded(value * 10)
+            elif kind == "meter_jump":
+                offset += rounded(self.rnd.uniform(10, 100) * 500 * unit)
+                value = reading + offset
+            elif kind == "meter_silence":
+                quiet = self._silence_slots() - 1
+                w.silenced.add((ds.id, w.t0 + (s + 1) * SLOT))
+            sent.append(value)
+            if kind is not None:
+                n = self._silence_slots() if kind == "meter_silence" else 1
+                w.injected[kind] += 1
+                w.meter_events.append((kind, ds.id, s, n))
+        return sent
 
 
 def _kind(ds: Datastream) -> str:

@@ -2,14 +2,17 @@
 
 This replays the feed using the generator's labels (which rows it made bad, and why); it does not
 re-apply the validation rules. The tests replay the raw JSON with the rules, independently.
+A cumulative meter's `volume` is what it really measured (the generator's true volumes), which
+equals the differences of its readings (a drop: a restart from zero) unless meter faults were
+injected (`meterFaults`).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter, defaultdict
 
+from .config import SLOT
 from .generator import LABEL_REASON, REASONS, World
 
 
@@ -41,6 +44,10 @@ def truth(world: World, hi: int) -> dict:
     datastreams: dict[str, dict] = {}
     projects: dict[str, dict[str, list[float]]] = {}
     totals_q: Counter = Counter()
+    totals_m: Counter = Counter()
+    faults: dict[int, Counter] = defaultdict(Counter)
+    for kind, d, _, _ in world.meter_events:
+        faults[d][kind] += 1
     for d, ds in world.datastreams.items():
         div = 1000.0 if ds.unit == "L" else 1.0
         readings = sorted(per_ds.get(d, ()))
@@ -55,7 +62,12 @@ def truth(world: World, hi: int) -> dict:
         }
         totals_q.update(quarantined[d])
         if ds.is_volume:
-            entry["volume"] = _volume(values) if ds.accumulation == "cumulative" else entry["sum"]
+            if ds.accumulation == "cumulative":
+                entry["volume"] = _metered(world, d, [p for p, _ in readings])
+                entry["meterFaults"] = dict(sorted(faults[d].items()))
+                totals_m.update(faults[d])
+            else:
+                entry["volume"] = entry["sum"]
             p = projects.setdefault(ds.well.project.code, {"extraction": [], "reinjection": []})
             p[ds.prop.removesuffix("_volume")].append(entry["volume"])
         datastreams[str(d)] = entry
@@ -75,17 +87,17 @@ def truth(world: World, hi: int) -> dict:
             "quarantinedRows": sum(totals_q.values()),
             "duplicates": sum(duplicates.values()),
             "corrections": sum(corrections.values()),
+            "meterFaults": dict(sorted(totals_m.items())),
         },
     }
 
 
-def _volume(readings: list[float]) -> float:
-    """Interval volume derived from meter readings in phenomenonTime order.
-
-    A rise adds the difference; a drop is a meter reset, and the new reading is the volume since
-    the restart from zero. The first reading is only the baseline.
-    """
-    parts = []
-    for prev, cur in itertools.pairwise(readings):
-        parts.append(cur - prev if cur >= prev else cur)
-    return math.fsum(parts)
+def _metered(world: World, d: int, times: list[int]) -> float:
+    """The volume a cumulative meter really measured between its first and last stored readings
+    (phenomenonTime order): its true volume per slot, whatever the readings say — a meter's
+    glitches, spikes and jumps are no volume; after a reset the new meter counts on."""
+    if len(times) < 2:
+        return 0.0
+    steps = world.true_steps[d]
+    first, last = ((t - world.t0) // SLOT - 1 for t in (times[0], times[-1]))
+    return math.fsum(steps[first + 1 : last + 1])

@@ -275,3 +275,75 @@ def test_pregenerated_pages_are_the_pages(scenario):
     spans += [(i, min(n, i + step)) for step in (1, 7, 1000) for i in range(0, n, 331)]
     for i, j in spans:
         assert pregenerated.rows_json(i, j) == generated.rows_json(i, j), (i, j)
+
+
+METER_FAULTS = {
+    "meter_glitch": 0.004,
+    "meter_spike": 0.004,
+    "meter_reset": 0.002,
+    "meter_jump": 0.002,
+    "meter_silence": 0.001,
+}
+
+
+def test_meter_faults_change_only_the_meters_readings_and_truth_keeps_their_true_volumes():
+    base = dict(scenario="demo", start=parse_time("2026-11-20"), days=20, outage_hours=0)
+    plain = World(Config(**base))
+    faulty = World(Config(**base, meter_faults=METER_FAULTS, meter_silence_hours=30))
+    meters = {d for d, ds in faulty.datastreams.items() if ds.accumulation == "cumulative"}
+    kinds = Counter(kind for kind, *_ in faulty.meter_events)
+    assert set(kinds) == set(METER_FAULTS) and not plain.meter_events
+    assert {d for _, d, _, _ in faulty.meter_events} <= meters
+
+    def rows(w: World, keep) -> list:  # repr: a NaN (a data fault) equals itself
+        return sorted((d, p, repr(v)) for d, p, v in zip(w.ds, w.pt, w.val, strict=True) if keep(d))
+
+    # Everything but the meters' readings is the same world.
+    assert rows(faulty, lambda d: d not in meters) == rows(plain, lambda d: d not in meters)
+    silent = [(d, s, n) for kind, d, s, n in faulty.meter_events if kind == "meter_silence"]
+    for d, s, n in silent:
+        assert n == 30 * 4
+        sent = {p for dd, p, _ in rows(faulty, lambda x, d=d: x == d)}
+        gap = {faulty.t0 + (k + 1) * SLOT for k in range(s, s + n)}
+        assert not gap & sent
+        if s + n < faulty.slots:
+            assert faulty.t0 + (s + n + 1) * SLOT in sent  # then the catch-up reading
+    t_plain, t_faulty = truth(plain, len(plain)), truth(faulty, len(faulty))
+    assert t_faulty["totals"]["meterFaults"] == dict(sorted(kinds.items()))
+    faulted = {d for _, d, _, _ in faulty.meter_events}
+    for d in meters:
+        want, got = t_plain["datastreams"][str(d)], t_faulty["datastreams"][str(d)]
+        if d not in faulted:
+            assert got == want
+            continue
+        # The true volume between its first and last readings sent, whatever they read.
+        sent = sorted(p for dd, p, _ in rows(faulty, lambda x, d=d: x == d))
+        first, last = ((p - faulty.t0) // SLOT - 1 for p in (sent[0], sent[-1]))
+        steps = faulty.true_steps[d]
+        assert got["volume"] == pytest.approx(math.fsum(steps[first + 1 : last + 1]), rel=1e-9)
+        assert steps == pytest.approx(plain.true_steps[d], abs=5.001) or any(
+            k == "meter_reset" and dd == d for k, dd, _, _ in faulty.meter_events
+        )
+
+
+def test_a_glitch_is_one_low_reading_and_a_spike_ten_times_the_reading():
+    w = World(
+        Config(
+            scenario="demo", start=parse_time("2026-11-20"), days=10, outage_hours=0,
+            meter_faults={"meter_glitch": 0.01, "meter_spike": 0.01},
+        )
+    )  # fmt: skip
+    latest = {(d, p): v for d, p, v, lab in zip(w.ds, w.pt, w.val, w.label, strict=True) if not lab}
+    checked = Counter()
+    faulty = {(d, s) for _, d, s, _ in w.meter_events}
+    for kind, d, s, _ in w.meter_events:
+        p = w.t0 + (s + 1) * SLOT
+        before, value, after = (latest.get((d, p + k * SLOT)) for k in (-1, 0, 1))
+        if None in (before, value, after) or {(d, s - 1), (d, s + 1)} & faulty:
+            continue  # a data fault or a neighbour's own meter fault
+        if kind == "meter_glitch":
+            assert value <= 0.5 * after and after >= before
+        else:
+            assert value > 5 * after and after >= before
+        checked[kind] += 1
+    assert checked["meter_glitch"] > 5 and checked["meter_spike"] > 5
