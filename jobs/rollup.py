@@ -2,8 +2,9 @@
 
 Only what changed is recomputed:
 - days: every (datastream, local day) in `dirty_day` (marked by ingest), day by day in ascending
-  order; for a cumulative meter a changed day also changes the first difference of the next day
-  with readings, which is marked dirty in turn;
+  order. Cumulative meters are classified in jobs/meter_days.py, which marks the days a change
+  reaches (the next days; earlier ones whose result assumed other readings, which the loop then
+  goes back to);
 - outage slots of each recomputed day (from the volume streams' slot masks);
 - project months: the months of recomputed days for the projects of their datastreams (noted in
   `dirty_month` with the day, so a crash in between loses nothing); every project for months
@@ -13,9 +14,12 @@ Only what changed is recomputed:
 Definitions (docs/rulebook.md; all days and months are local, GEOCREDIT_TIMEZONE):
 - an observation belongs to the slot [t − 15 min, t) of its phenomenon time t (the END of the
   interval) and to the local day of t − 15 min; the highest revision per (datastream, t) counts;
-- a cumulative meter's interval volume is its reading minus the previous reading (by phenomenon
-  time, also across days and gaps: a reading after a gap covers the whole gap); a drop is a meter
-  reset, whose interval volume is the new reading itself; the very first reading has no volume;
+- a cumulative meter's readings become interval volumes by scoring/meters.py: a glitch yields no
+  volume (quarantined as `meter_glitch`), a reset or a jump that persists an interval of known or
+  unknown volume, the newest suspicious readings wait; an interval across a silent gap is spread
+  evenly over its slots, of which only the closing reading's counts as received; a day's share
+  of an interval reaching beyond it is estimated (`estimated_m3`), and such a day is not judged
+  for the daily intensity cap;
 - a slot is an outage slot when at least `outage_share` of the operating water-taking projects
   have no volume (extraction or reinjection) data in it; a day without any row in `outage_day` is
   all outage (nobody sent anything);
@@ -27,12 +31,14 @@ Definitions (docs/rulebook.md; all days and months are local, GEOCREDIT_TIMEZONE
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from jobs.meter_days import roll_meter_day
 from jobs.observations import CLAIMS_LOCK, COUNT_CLAIM
 from registry.settings import Settings, get_settings
 from scoring import periods
@@ -43,6 +49,7 @@ Progress = Callable[[str, int, int | None], None]
 """progress(stage, done, total): called as work advances (total None when unknown)."""
 
 VOLUMES = ("extraction_volume", "reinjection_volume")
+_MAX_RETURNS = 8  # per day and run, see _roll_days
 
 
 @dataclass
@@ -54,12 +61,16 @@ class RollupResult:
     project_months: int = 0
     watermark: datetime | None = None
     recomputed_months: list[str] = field(default_factory=list)
+    meter_glitches: int = 0  # glitch readings of cumulative meters newly quarantined
+    meter_glitches_withdrawn: int = 0  # glitch records that no longer hold, withdrawn
 
     def counts(self) -> dict:
         return {
             "days": self.days,
             "datastream_days": self.datastream_days,
             "outage_days_changed": self.outage_days_changed,
+            "meter_glitches": self.meter_glitches,
+            "meter_glitches_withdrawn": self.meter_glitches_withdrawn,
             "months": self.months,
             "project_months": self.project_months,
             "watermark": self.watermark.isoformat() if self.watermark else None,
@@ -92,65 +103,29 @@ _CLAIM = sa.text(
     """
 )
 
-# A cumulative meter's changed day changes the first difference of the next day with readings.
-_EXPAND = sa.text(
-    """
-    INSERT INTO dirty_day (datastream_id, day)
-    SELECT c.datastream_id, ((nx.phenomenon_time - :slot) AT TIME ZONE :tz)::date
-    FROM claim c CROSS JOIN LATERAL (
-        SELECT o.phenomenon_time FROM observation o
-        WHERE o.well_id = c.well_id AND o.datastream_id = c.datastream_id
-          AND o.phenomenon_time >= c.t1
-        ORDER BY o.phenomenon_time LIMIT 1
-    ) nx
-    WHERE c.accumulation = 'cumulative'
-    ON CONFLICT DO NOTHING
-    """
-)
-
+# Interval datastreams; cumulative ones are added by jobs/meter_days.py.
 _DAILY = sa.text(
     """
     CREATE TEMP TABLE daily ON COMMIT DROP AS
     WITH latest AS (
         SELECT DISTINCT ON (o.datastream_id, o.phenomenon_time)
-               c.datastream_id, o.phenomenon_time, o.value, true AS own
+               c.datastream_id, o.phenomenon_time, o.value AS v,
+               floor(extract(epoch FROM o.phenomenon_time - c.t0) / :slot_s)::int AS slot,
+               c.nslots, c.indicator
         FROM claim c JOIN observation o
           ON o.well_id = c.well_id AND o.datastream_id = c.datastream_id
          AND o.phenomenon_time >= c.t0 AND o.phenomenon_time < c.t1
+        WHERE c.accumulation <> 'cumulative'
         ORDER BY o.datastream_id, o.phenomenon_time, o.revision DESC
-    ),
-    before AS (  -- the reading a cumulative meter's first difference of the day starts from
-        SELECT c.datastream_id, p.phenomenon_time, p.value, false AS own
-        FROM claim c CROSS JOIN LATERAL (
-            SELECT o.phenomenon_time, o.value FROM observation o
-            WHERE o.well_id = c.well_id AND o.datastream_id = c.datastream_id
-              AND o.phenomenon_time < c.t0
-            ORDER BY o.phenomenon_time DESC, o.revision DESC LIMIT 1
-        ) p
-        WHERE c.accumulation = 'cumulative'
-    ),
-    series AS (
-        SELECT s.*, lag(s.value) OVER (PARTITION BY s.datastream_id ORDER BY s.phenomenon_time)
-               AS previous
-        FROM (SELECT * FROM latest UNION ALL SELECT * FROM before) s
-    ),
-    valued AS (
-        SELECT s.datastream_id, s.phenomenon_time,
-               CASE WHEN c.accumulation <> 'cumulative' THEN s.value
-                    WHEN s.previous IS NULL THEN NULL
-                    WHEN s.value < s.previous THEN s.value
-                    ELSE s.value - s.previous END AS v,
-               floor(extract(epoch FROM s.phenomenon_time - c.t0) / :slot_s)::int AS slot,
-               c.nslots, c.indicator
-        FROM series s JOIN claim c USING (datastream_id)
-        WHERE s.own
     )
     SELECT datastream_id, max(nslots) AS nslots,
            bit_or(('1' || repeat('0', nslots - 1))::varbit >> slot) AS slots,
            CASE WHEN max(indicator) IN ('extraction_volume', 'reinjection_volume')
                 THEN sum(v ORDER BY phenomenon_time) END AS total,
-           min(v) AS minimum, max(v) AS maximum, avg(v) AS mean
-    FROM valued GROUP BY datastream_id
+           min(v) AS minimum, max(v) AS maximum, avg(v) AS mean,
+           0::float8 AS estimated_m3, NULL::timestamptz AS meter_at,
+           NULL::float8 AS meter_reading, NULL::text AS meter_tail
+    FROM latest GROUP BY datastream_id
     """
 )
 
@@ -165,8 +140,11 @@ _STORE_DAILY = [
     ),
     sa.text(
         """
-        INSERT INTO daily_rollup (datastream_id, day, n, total, minimum, maximum, mean)
-        SELECT datastream_id, :day, bit_count(slots), total, minimum, maximum, mean FROM daily
+        INSERT INTO daily_rollup (datastream_id, day, n, total, minimum, maximum, mean,
+                                  estimated_m3, meter_at, meter_reading, meter_tail)
+        SELECT datastream_id, :day, bit_count(slots), total, minimum, maximum, mean,
+               estimated_m3, meter_at, meter_reading, meter_tail
+        FROM daily
         """
     ),
     sa.text(
@@ -385,7 +363,8 @@ _PROJECT_DAYS = sa.text(
     """
 )
 
-# Per project: its largest daily extraction in the evaluated part, and the days over the permit.
+# Per project: its largest daily extraction in the evaluated part, and the days over the permit;
+# days whose extraction was partly estimated (spread across a silent gap) are not judged.
 _PEAKS = sa.text(
     """
     CREATE TEMP TABLE peaks ON COMMIT DROP AS
@@ -395,11 +374,12 @@ _PEAKS = sa.text(
         FROM streams s
         JOIN avail a ON a.start_ts = s.start_ts AND a.end_ts = s.end_ts
         CROSS JOIN LATERAL (
-            SELECT day, total FROM daily_rollup
+            SELECT day, total, estimated_m3 FROM daily_rollup
             WHERE datastream_id = s.datastream_id AND day >= :month AND day < :next
         ) dr
         WHERE s.evaluated AND s.indicator = 'extraction_volume' AND dr.day = a.day
         GROUP BY s.project_id, dr.day
+        HAVING bool_and(dr.estimated_m3 = 0)
     ) d JOIN scope USING (project_id)
     GROUP BY project_id
     """
@@ -631,6 +611,7 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
     total = conn.scalar(sa.text("SELECT count(DISTINCT day) FROM dirty_day"))
     conn.commit()
     day = date.min
+    returns: Counter[date] = Counter()  # how often the loop went back to a day
     while True:
         with conn.begin():
             day = conn.scalar(sa.text("SELECT min(day) FROM dirty_day WHERE day > :d"), {"d": day})
@@ -642,8 +623,8 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
             conn.execute(sa.text(COUNT_CLAIM))
             conn.execute(_CLAIM, p | {"day": day})
             claimed = conn.scalar(sa.text("SELECT count(*) FROM claim"))
-            conn.execute(_EXPAND, p)
             conn.execute(_DAILY, p)
+            meters = roll_meter_day(conn, ctx.rb, ctx.tz, ctx.slot, day)
             for statement in _STORE_DAILY:
                 conn.execute(statement, {"day": day})
             changed = _roll_outage(conn, ctx, day)
@@ -652,6 +633,13 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
         result.days += 1
         result.datastream_days += claimed
         result.outage_days_changed += changed
+        result.meter_glitches += meters.glitches_added
+        result.meter_glitches_withdrawn += meters.glitches_withdrawn
+        # Readings of this day changed what an earlier day assumed: recompute it now (a bound
+        # on the returns keeps a run finite; the marks stay for the next run).
+        if meters.back_to is not None and returns[meters.back_to] < _MAX_RETURNS:
+            returns[meters.back_to] += 1
+            day = meters.back_to - timedelta(days=1)
     ctx.progress("days", result.days, result.days)
 
 

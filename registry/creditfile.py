@@ -183,6 +183,9 @@ QUARANTINE = View(
     JOIN project_version pv ON pv.project_id = wv.project_id
     WHERE {_current("well_version", "wv", "well_id")}
       AND {_current("project_version", "pv", "project_id")}
+      -- a withdrawn meter_glitch record no longer counts, nor does its withdrawal
+      AND q.withdraws_id IS NULL
+      AND NOT EXISTS (SELECT 1 FROM quarantine w WHERE w.withdraws_id = q.id)
     """
 )
 

@@ -193,8 +193,19 @@ class Observation(SQLModel, table=True):
 
 
 class Quarantine(SQLModel, table=True):
-    """A monitoring row rejected at ingest, kept with its reason."""
+    """A monitoring row rejected at ingest, kept with its reason; or a stored cumulative meter
+    reading the rollup found to be a glitch (reason `meter_glitch`: no volume). A glitch record
+    that no longer holds (a correction or a later reading changed the classification) is
+    withdrawn by a new row that references it (`withdraws_id`); it then no longer counts."""
 
+    __table_args__ = (
+        sa.Index(
+            "ix_quarantine_meter_glitch",
+            "datastream_platform_id",
+            "phenomenon_time",
+            postgresql_where=sa.text("reason = 'meter_glitch'"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger)
     reason: str = Field(index=True)
     detail: str
@@ -204,6 +215,9 @@ class Quarantine(SQLModel, table=True):
     result_time: datetime | None = _ts(default=None)
     raw: dict = _json()
     received_at: datetime = _created()
+    withdraws_id: int | None = Field(
+        default=None, foreign_key="quarantine.id", unique=True, sa_type=sa.BigInteger
+    )
 
 
 class IngestWatermark(SQLModel, table=True):
@@ -230,11 +244,22 @@ class DailyRollup(SQLModel, table=True):
     __tablename__ = "daily_rollup"
     datastream_id: int = Field(primary_key=True)
     day: date = Field(primary_key=True)
-    n: int  # observations received (latest revision per slot)
+    n: int  # slots received (volumes: with a counted volume)
     total: float | None = None  # Σ interval volume (volumes), derived from readings when cumulative
-    minimum: float | None = None
+    minimum: float | None = None  # per observation; cumulative meters: per slot
     maximum: float | None = None
     mean: float | None = None
+    # Cumulative meters (scoring/meters.py); interval streams keep the defaults.
+    # m³ of `total` spread from a silent gap reaching beyond the day: an estimate, so the day is
+    # not judged for the daily intensity cap
+    estimated_m3: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    # the meter's settled reading at the day's end: the next day is classified from it
+    meter_at: datetime | None = _ts(default=None)
+    meter_reading: float | None = None
+    # what the day's result assumed about the readings after that settled one (their kinds and
+    # the interval reaching into the day from after it): when the readings say otherwise, the
+    # day is recomputed (jobs/meter_days.py)
+    meter_tail: str | None = None
     computed_at: datetime = _created()
 
 

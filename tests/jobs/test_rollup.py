@@ -107,7 +107,8 @@ def test_cumulative_readings_become_interval_volumes(world):
     # 10 m³ per slot; the meter is replaced at slot 50 (restarts from 0, reads 10 there).
     readings = [1000 + 10 * (i + 1) for i in range(50)] + [10 * (i - 49) for i in range(50, 96)]
     world.observe(e, day1, lambda i, t: readings[i])
-    # Day 2: readings resume after a 4-slot gap; the first covers the whole gap (5 slots).
+    # Day 2: readings resume after a 4-slot gap; the first covers the whole gap (5 slots), its
+    # difference spread evenly over them (all in day 2: nothing estimated).
     day2 = slot_ends(local(2025, 12, 2), local(2025, 12, 3))[4:]
     world.observe(e, day2, lambda i, t: readings[-1] + 10 * (i + 5))
     world.watermark(local(2025, 12, 3, 0, 5))
@@ -119,8 +120,8 @@ def test_cumulative_readings_become_interval_volumes(world):
     assert first.total == 95 * 10 and first.n == 96
     assert (first.minimum, first.maximum) == (10, 10)
     second = daily[date(2025, 12, 2)]
-    assert second.n == 92 and second.total == 96 * 10 and second.maximum == 50
-    assert second.slots == "0000" + "1" * 92
+    assert second.n == 92 and second.total == 96 * 10 and second.maximum == 10
+    assert second.slots == "0000" + "1" * 92 and second.estimated_m3 == 0
 
     # A corrected last reading of day 1 changes day 2's first difference too.
     world.observe(e, day1[-1:], readings[-1] - 5, revision=1)
