@@ -1,6 +1,7 @@
 """Benchmark: the per-pull rollup of the running month and the scoring run, at province scale.
 
     .venv/bin/python -m bench.scoring_run [--projects 20000] [--days 20] [--keep]
+        [--cumulative SHARE] [--observations]
 
 Builds a scratch database `gc_bench_scoring` on the configured server (the embedded one by
 default) with N projects (80 % water-taking with one extraction and one reinjection well, four
@@ -13,6 +14,13 @@ metrics for Nov–Dec 2025, monthly reports and some inspections. Then times:
 2. score, first run: every company scored, findings and snapshots written;
 3. score, unchanged: the digest gate (nothing scored);
 4. score after the watermark moved again: every company scored, almost nothing written.
+
+`--cumulative SHARE` makes that share of the volume datastreams cumulative meters (default 0: the
+baseline above is unchanged). `--observations` then adds, at the end, the daily rollup of the last
+day from its observations (96 per volume datastream, as the last pull of a day leaves it; the
+meters read 10 m³ a slot and one reading in a thousand is a glitch to 0): first the interval
+datastreams' days, then the cumulative ones', each timed apart (days, then the months they touch)
+so their cost per datastream-day can be compared in the same run.
 """
 
 import argparse
@@ -61,7 +69,9 @@ POPULATE = [
     """,
     """
     INSERT INTO datastream (platform_id, well_id, indicator, unit, accumulation, name)
-    SELECT v.well_id || ':' || k, v.well_id, ind, 'u', 'interval', ''
+    SELECT v.well_id || ':' || k, v.well_id, ind, 'u',
+           CASE WHEN ind LIKE '%volume' AND (v.well_id * 7919) % 1000 < 1000 * :cumulative
+                THEN 'cumulative' ELSE 'interval' END, ''
     FROM well_version v CROSS JOIN LATERAL (
         SELECT * FROM unnest(CASE v.role
             WHEN 'EXTRACTION' THEN ARRAY['extraction_volume', 'water_level']
@@ -135,6 +145,58 @@ POPULATE = [
 ]
 
 
+# The last day's observations of every volume datastream (interval: 10 m³ a slot; cumulative: a
+# meter reading rising 10 m³ a slot, one reading in a thousand a glitch to 0).
+OBSERVE_DAY = """
+    INSERT INTO observation (well_id, datastream_id, phenomenon_time, revision, value,
+                             result_time, platform_obs_id)
+    SELECT ds.well_id, ds.id, t, 0,
+           CASE WHEN ds.accumulation = 'interval' THEN 10
+                WHEN (ds.id * 31 + k) % 1000 = 0 THEN 0
+                ELSE 500000 + ds.id + 10 * (:day_index * 96 + k) END,
+           t + interval '3 minutes', ds.id::bigint * 100000 + k
+    FROM datastream ds
+    CROSS JOIN generate_series(1, 96) k
+    CROSS JOIN LATERAL (SELECT (CAST(:day AS date)::timestamp AT TIME ZONE 'Asia/Shanghai')
+                               + k * interval '15 minutes' AS t) x
+    WHERE ds.indicator LIKE '%volume'
+"""
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _observed_day(engine: sa.Engine, days: int) -> None:
+    """Roll up the last day from its observations: interval datastreams, then cumulative ones."""
+    day = datetime(2026, 1, days).date()
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT geocredit_ensure_observation_partition(:d)"), {"d": day})
+        conn.execute(sa.text(OBSERVE_DAY), {"day": day, "day_index": days - 1})
+        conn.execute(sa.text("ANALYZE observation"))
+    for accumulation in ("interval", "cumulative"):
+        with engine.begin() as conn:
+            n = conn.execute(
+                sa.text(
+                    "INSERT INTO dirty_day (datastream_id, day) SELECT id, :day FROM datastream "
+                    "WHERE indicator LIKE '%volume' AND accumulation = :a"
+                ),
+                {"day": day, "a": accumulation},
+            ).rowcount
+        if not n:
+            continue
+        stages: dict[str, float] = {}
+        started = time.perf_counter()
+        run_rollup(engine, progress=lambda stage, *_, s=stages: s.setdefault(stage, _now()))
+        ended = time.perf_counter()
+        days_s = stages.get("months", ended) - stages.get("days", started)
+        label = f"rollup: last day, {n:,} {accumulation} streams"
+        print(
+            f"{label:<48} {days_s:8.2f} s   ({days_s / n * 1e6:,.0f} µs a datastream-day; "
+            f"then months {ended - started - days_s:.2f} s)"
+        )
+
+
 def _admin(url: str) -> psycopg.Connection:
     admin = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     return psycopg.connect(db.libpq_url(admin), autocommit=True)
@@ -163,6 +225,12 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=20, help="days of January with data")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument(
+        "--cumulative", type=float, default=0.0, help="share of volume datastreams that are meters"
+    )
+    parser.add_argument(
+        "--observations", action="store_true", help="time the last day's rollup from observations"
+    )
     args = parser.parse_args()
     projects, companies = args.projects, int(args.projects / 1.25)
 
@@ -173,7 +241,12 @@ def main() -> None:
     url = make_url(server).set(database=NAME).render_as_string(hide_password=False)
     migrate.upgrade(url)
     engine = db.make_engine(url)
-    params = {"projects": projects, "companies": companies, "days": args.days}
+    params = {
+        "projects": projects,
+        "companies": companies,
+        "days": args.days,
+        "cumulative": args.cumulative,
+    }
     print(f"{projects:,} projects, {companies:,} companies, {args.days} days of January")
 
     def populate() -> None:
@@ -217,6 +290,8 @@ def main() -> None:
         lambda: run_scoring(engine, now=second.astimezone(UTC)),
     )
     print(f"  {summary.counts()}")
+    if args.observations:
+        _observed_day(engine, args.days)
     engine.dispose()
     if not args.keep:
         with _admin(server) as conn:
