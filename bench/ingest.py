@@ -12,6 +12,8 @@ second fresh database, and the ratio of the two; the CPU seconds of this process
 PostgreSQL backend that stored the rows and of monitorsim; the pull's peak RSS
 (resource.getrusage) and its RSS after each tenth of the pages (flat = memory bounded).
 Goals: ≥ 100k observations/s and ≥ 0.3 of the raw COPY. `--profile` adds cProfile's top functions.
+`--rollup` then times the rollup of everything pulled (daily rows of every datastream-day, the
+scenario's ~10 % cumulative meters classified, then the months).
 """
 
 import argparse
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import sqlalchemy as sa
 
 from bench.common import ROOT, drop_database, fresh_database
 from jobs import ingest
@@ -122,6 +125,33 @@ def raw_copy(source: str) -> tuple[int, float]:
         drop_database(target)
 
 
+def time_rollup(url: str) -> str:
+    """The rollup of everything pulled, timed: days (from the observations), then months."""
+    from jobs.rollup import run_rollup
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            meters = conn.scalar(
+                sa.text("SELECT count(*) FROM datastream WHERE accumulation = 'cumulative'")
+            )
+        stages: dict[str, float] = {}
+        started = time.perf_counter()
+        result = run_rollup(
+            engine, progress=lambda stage, *_: stages.setdefault(stage, time.perf_counter())
+        )
+        ended = time.perf_counter()
+    finally:
+        engine.dispose()
+    days = stages.get("months", ended) - stages.get("days", started)
+    n = result.datastream_days
+    return (
+        f"rollup of the pulled data: {ended - started:.1f} s — days {days:.1f} s for {n:,} "
+        f"datastream-days ({days / max(n, 1) * 1e6:,.0f} µs each; {meters} of the datastreams "
+        f"are cumulative meters), months {ended - started - days:.1f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wells", type=int, default=760)
@@ -129,6 +159,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=ingest.PAGE_SIZE)
     parser.add_argument("--profile", action="store_true", help="cProfile the pull")
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--rollup", action="store_true", help="time the rollup after the pull")
     args = parser.parse_args()
 
     sim, base = start_monitorsim(args)
@@ -150,6 +181,7 @@ def main() -> None:
         sync = sum(s.seconds for s in result.things)
         feed = wall - sync
         rows, copy_seconds = raw_copy(url)
+        rolled = time_rollup(url) if args.rollup else None
     finally:
         sim.terminate()
         sim.wait(10)
@@ -177,6 +209,8 @@ def main() -> None:
         f"peak RSS {peak:.0f} MiB; RSS by page: "
         + ", ".join(f"{p}: {mb:.0f}" for p, mb in samples[::tenth])
     )
+    if rolled:
+        print(rolled)
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
