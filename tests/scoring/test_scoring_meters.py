@@ -1,6 +1,6 @@
 """Cumulative meter readings → interval volumes (scoring/meters.py): no fault of a meter becomes
-volume (DOMAIN.md "Meters"; the metering duty of 二(三)6 and the reinjection duty of 二(二)6 must
-never be judged on a meter's fault)."""
+volume (the rulebook's `meters`; the metering duty of 二(三)6 and the reinjection duty of 二(二)6
+must never be judged on a meter's fault)."""
 
 import itertools
 import math
