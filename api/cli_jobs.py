@@ -72,6 +72,12 @@ def rollup(
         f"rolled up {result.days:,} days ({result.datastream_days:,} datastream-days, "
         f"{result.outage_days_changed:,} with new outage slots) and "
         f"{result.project_months:,} project-months in {result.months:,} months"
+        + (
+            f"; meter glitches quarantined {result.meter_glitches:,}, withdrawn "
+            f"{result.meter_glitches_withdrawn:,}"
+            if result.meter_glitches or result.meter_glitches_withdrawn
+            else ""
+        )
     )
 
 
