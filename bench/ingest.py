@@ -26,6 +26,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -85,7 +86,8 @@ async def run_pull(url: str, base: str, args, samples: list) -> tuple[ingest.Pul
             found["backend"] = backend_pid(url)
         found["backend_cpu"] = cpu_seconds(found["backend"])  # it exits with the pull
 
-    result = await ingest.pull(url, base, page_size=args.page_size, progress=progress)
+    now = datetime.fromisoformat(NOW)  # the feed's rows are checked against the platform's now
+    result = await ingest.pull(url, base, page_size=args.page_size, progress=progress, now=now)
     return result, found
 
 

@@ -12,11 +12,12 @@ leaves the watermark at the last stored page; the next pull resumes there.
 import asyncio
 import contextlib
 import gc
+import json
 import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -51,6 +52,7 @@ from jobs.platform import (
 from jobs.things import SyncResult, sync_things
 from jobs.validation import (
     BAD_UNIT,
+    EARLY_TIME,
     FUTURE_TIME,
     MALFORMED,
     NOT_A_NUMBER,
@@ -70,6 +72,7 @@ NEW_PATH_DAYS = 35
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+EARLIEST_US = (validation.EARLIEST - EPOCH) // _US
 
 PullBusy = Busy
 
@@ -106,7 +109,7 @@ class PullResult:
         self.revisions += stored.revisions
         self.duplicates += stored.duplicates
         self.quarantined.update(q[0] for q in batch.quarantine)
-        self.quarantined.update(q[0] for q in batch.unpaired)
+        self.quarantined.update(q[0] for q in batch.reread)
         if batch.last is not None:
             self.watermark = (to_datetime(batch.last[0]), batch.last[1])
 
@@ -199,11 +202,11 @@ def _parse_time(text: object) -> int | None:
         text = text.rpartition("/")[2]
     try:
         t = datetime.fromisoformat(text)
-    except ValueError:
+        if t.tzinfo is None:
+            return None  # a time without an offset is ambiguous
+        return (t.astimezone(UTC) - EPOCH) // _US
+    except (ValueError, OverflowError):  # not a time, or none within UTC's years 1-9999
         return None
-    if t.tzinfo is None:
-        return None  # a time without an offset is ambiguous
-    return (t - EPOCH) // _US
 
 
 class _Days(dict):
@@ -223,11 +226,23 @@ def _clean(text: str) -> str:
 
 
 def _raw(row: object) -> str:
+    """The row as JSON text for the quarantine's jsonb: as received where JSON can say it (an
+    integer beyond 64 bits too), else the text of its Python value."""
     try:
         text = orjson.dumps(row).decode()
     except TypeError:
-        text = orjson.dumps(repr(row)).decode()
+        try:
+            text = json.dumps(row, allow_nan=False, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            text = orjson.dumps(_repr(row)).decode()
     return _clean(text).replace("\\u0000", "\\ufffd")  # nor can jsonb
+
+
+def _repr(row: object) -> str:
+    try:
+        return repr(row)[:10_000]
+    except (ValueError, RecursionError):  # an integer of more digits than repr writes
+        return f"<unprintable {type(row).__name__}>"
 
 
 def _ref_text(ref: object) -> str | None:
@@ -241,16 +256,30 @@ class Splitter:
     (`floor` when none is known): a good row later than it cannot collide with a stored row and
     takes the cheap "new" path. The hint only routes rows; one that is too high merely sends rows
     through the merge.
+
+    `clock` gives "now" for each page: rows may lead it by `validation.MAX_AHEAD_US` at most.
     """
 
-    def __init__(self, streams: dict, latest: dict[int, int], floor: int, timezone: str):
+    def __init__(
+        self,
+        streams: dict,
+        latest: dict[int, int],
+        floor: int,
+        timezone: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.streams = streams
         self.latest = latest
         self.floor = floor
         self.days = _Days(timezone)
+        self.clock = clock
 
     def split(self, rows: list, position: tuple[int, int] | None) -> Batch:
-        """Check every row of a page; rows at or below `position` (already stored) are skipped."""
+        """Check every row of a page; rows at or below `position` (already stored) are skipped.
+
+        The page's `last` — the watermark once it is stored — is the greatest (resultTime,
+        @iot.id) read whose resultTime is due (at most `MAX_AHEAD_US` after now): a row from
+        further ahead is quarantined, and read again by later pulls, until it is due."""
         batch = Batch()
         new, merge, dirty = batch.new.append, batch.merge.append, batch.dirty.add
         pts: set[int] = set()
@@ -261,36 +290,45 @@ class Splitter:
         start = position or (-(2**63), -(2**63))
         last = start
         max_future = validation.MAX_FUTURE_US
+        due = (self.clock() - EPOCH) // _US + validation.MAX_AHEAD_US
+        earliest = EARLIEST_US
         for seq, row in enumerate(rows):
-            # The fast path takes a well-formed good row (a FeedRow: jobs/platform.py);
-            # _pair and _verdict decide the rest, on the row as received.
+            # The fast path takes a well-formed good row (a FeedRow: jobs/platform.py); `_slow`
+            # decides the rest, on the row as received.
             try:
                 rt = times[row.resultTime]
                 pt = times[row.phenomenonTime]
                 oid = row.id
                 stream = streams[row.Datastream.id]
                 value = row.result
-                fast = rt is not None and pt is not None
-            except (AttributeError, KeyError):
+                kind = type(value)
+                fast = (
+                    (kind is float or kind is int)
+                    and rt is not None
+                    and pt is not None
+                    and rt <= due
+                    and earliest <= pt <= due
+                    and pt - rt <= max_future
+                    and stream.low <= (value := value / stream.divisor) <= stream.high
+                )
+            except (AttributeError, KeyError, OverflowError):
                 fast = False
-            if not fast:
-                row = as_json_row(row)
-            pair = (rt, oid) if fast else self._pair(row)
-            if pair is None:
-                self._reject(batch, MALFORMED, "resultTime or @iot.id missing or invalid", row)
-                continue
-            if pair <= start:
-                batch.overlap += 1
-                continue
-            if pair > last:
-                last = pair
-            kind = type(value) if fast else None
-            if not (
-                (kind is float or kind is int)
-                and stream.low <= (value := value / stream.divisor) <= stream.high
-                and pt - rt <= max_future
-            ):
-                good = self._verdict(as_json_row(row), pair, batch)
+            if fast:
+                pair = (rt, oid)
+                if pair <= start:
+                    batch.overlap += 1
+                    continue
+                if pair > last:
+                    last = pair
+            else:
+                try:
+                    pair, good = self._slow(as_json_row(row), start, due, batch)
+                except Exception as exc:  # whatever a row holds, it must not stop the pull
+                    detail = f"unreadable row: {type(exc).__name__}: {exc}"[:300]
+                    self._reject(batch, MALFORMED, detail, row)
+                    continue
+                if pair is not None and pair > last:
+                    last = pair
                 if good is None:
                     continue
                 stream, pt, value = good
@@ -308,26 +346,50 @@ class Splitter:
         batch.months = {month_of(pt) for pt in pts}
         return batch
 
+    def _slow(self, row: object, start: tuple[int, int], due: int, batch: Batch) -> tuple:
+        """A row off the fast path: (pair, (stream, phenomenon µs, canonical value)) when it is
+        good, (pair, None) when it is quarantined, (None, None) when it must not move the
+        watermark (skipped as overlap; no valid pair; not due yet)."""
+        pair = self._pair(row)
+        if pair is None:
+            self._reject(batch, MALFORMED, "resultTime or @iot.id missing or invalid", row)
+            return None, None
+        if pair <= start:
+            batch.overlap += 1
+            return None, None
+        if pair[0] > due:
+            detail = f"resultTime {row['resultTime']!r} is more than 10 min ahead of now"[:300]
+            self._reject(batch, FUTURE_TIME, detail, row, _ref(row), pair, again=True)
+            return None, None
+        return pair, self._verdict(row, pair, due, batch)
+
     def _pair(self, row: object) -> tuple[int, int] | None:
         """(resultTime µs, @iot.id) of a row, None when either is missing or invalid."""
         if not isinstance(row, dict):
             return None
         rt = _parse_time(row.get("resultTime"))
         oid = row.get("@iot.id")
-        if type(oid) is str and oid.isdigit():
+        if type(oid) is str and oid.isascii() and oid.isdigit() and len(oid) <= 19:
             oid = int(oid)
         if rt is None or type(oid) is not int or not MIN_ID <= oid <= MAX_ID:
             return None
         return rt, oid
 
-    def _verdict(self, row: dict, pair: tuple[int, int], batch: Batch) -> tuple | None:
+    def _verdict(self, row: dict, pair: tuple[int, int], due: int, batch: Batch) -> tuple | None:
         """Every rule, in order: (stream, phenomenon µs, canonical value), or None (quarantined)."""
         rt = pair[0]
-        ds = row.get("Datastream")
-        ref = ds.get("@iot.id") if isinstance(ds, dict) else None
+        ref = _ref(row)
         pt = _parse_time(row.get("phenomenonTime"))
         if pt is None:
             self._reject(batch, MALFORMED, "phenomenonTime missing or invalid", row, ref, pair)
+            return None
+        if pt < EARLIEST_US:
+            detail = f"phenomenonTime {row['phenomenonTime']!r} is before 2000-01-01"[:300]
+            self._reject(batch, EARLY_TIME, detail, row, ref, pair, pt)
+            return None
+        if pt > due:
+            detail = f"phenomenonTime {row['phenomenonTime']!r} is more than 10 min ahead of now"
+            self._reject(batch, FUTURE_TIME, detail[:300], row, ref, pair, pt)
             return None
         try:
             stream = self.streams.get(ref)
@@ -344,7 +406,7 @@ class Splitter:
         result = row.get("result")
         value = validation.as_number(result)
         if value is None:
-            detail = f"result {result!r} is not a number"[:300]
+            detail = f"result {_repr(result)[:200]} is not a number"
             self._reject(batch, NOT_A_NUMBER, detail, row, ref, pair, pt)
             return None
         value /= stream.divisor
@@ -359,10 +421,17 @@ class Splitter:
         return stream, pt, value
 
     @staticmethod
-    def _reject(batch: Batch, reason: str, detail: str, row, ref=None, pair=None, pt=None):
+    def _reject(batch: Batch, reason, detail, row, ref=None, pair=None, pt=None, again=False):
+        """Quarantine a row. Rows that later pulls read again — without a valid pair, or not due
+        yet — are kept apart: they are stored once however often they are read."""
         rt, oid = pair or (None, None)
         entry = (reason, detail, _ref_text(ref), oid, to_datetime(pt), to_datetime(rt), _raw(row))
-        (batch.quarantine if pair else batch.unpaired).append(entry)
+        (batch.reread if again or not pair else batch.quarantine).append(entry)
+
+
+def _ref(row: dict) -> object:
+    ds = row.get("Datastream")
+    return ds.get("@iot.id") if isinstance(ds, dict) else None
 
 
 # ---------------------------------------------------------------- the pull
@@ -379,6 +448,8 @@ async def pull(
     timezone: str | None = None,
     client: PlatformClient | None = None,
     progress: Progress | None = None,
+    now: datetime | None = None,
+    when_locked: Callable[[], Awaitable[None]] | None = None,
 ) -> "PullResult":
     """Sync Things, then read the feed to its end.
 
@@ -386,7 +457,9 @@ async def pull(
     pull is running.
 
     `url` is the database (SQLAlchemy URL; default: the configured one); `platform_url` the
-    SensorThings service root (default: GEOCREDIT_PLATFORM_URL).
+    SensorThings service root (default: GEOCREDIT_PLATFORM_URL). `now` fixes the time rows are
+    checked against (default: the clock, at each page). `when_locked` is awaited once this pull
+    holds the pull lock, before anything is read.
     """
     heap.freeze_long_lived()  # before anything of this pull exists
     settings = get_settings()
@@ -402,9 +475,12 @@ async def pull(
                     PlatformClient(platform_url or settings.platform_url)
                 )
             store = stack.enter_context(Store.open(url, timezone))
+            if when_locked is not None:
+                await when_locked()
             stack.enter_context(quick_gil_handoff())
             factory = db.session_factory(engine)
-            await _pull(store, factory, client, page_size, timezone, result, progress)
+            clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+            await _pull(store, factory, client, page_size, clock, timezone, result, progress)
     except (PlatformError, psycopg.Error, sa.exc.SQLAlchemyError, OSError) as exc:
         result.error = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise PullFailed(result.error, result) from exc
@@ -434,6 +510,7 @@ async def _pull(
     factory: async_sessionmaker[AsyncSession],
     client: PlatformClient,
     page_size: int,
+    clock: Callable[[], datetime],
     timezone: str,
     result: "PullResult",
     progress: Progress | None,
@@ -449,6 +526,7 @@ async def _pull(
         await asyncio.to_thread(store.latest_stored, since),
         (since - EPOCH) // _US,
         timezone,
+        clock,
     )
     resynced = False
     storing: asyncio.Task | None = None
@@ -513,23 +591,32 @@ async def pull_job(
     """A pull recorded in job_run as (JOB, window_key).
 
     Raises PullBusy when that window already has a run or another pull is running, and PullFailed
-    after recording the failure.
+    after recording the failure. A pull still RUNNING in job_run when this one holds the pull
+    lock was killed: it is marked abandoned.
     """
     url = url or db.database_url()
     engine = db.make_async_engine(url, pool_size=1, max_overflow=0)
     factory = db.session_factory(engine)
-    try:
-        run_id = await runs.start_run(factory, JOB, window_key)
+    run_id: int | None = None
+
+    async def claim() -> None:
+        nonlocal run_id
+        run_id = await runs.start_run(factory, JOB, window_key, abandon_running=True)
         if run_id is None:
             raise PullBusy(f"{JOB} {window_key} has run already")
+
+    try:
         try:
-            result = await pull(url, platform_url, **kw)
+            result = await pull(url, platform_url, when_locked=claim, **kw)
         except PullFailed as exc:
-            await runs.finish_run(factory, run_id, exc.result.counts(), error=str(exc))
+            if run_id is not None:
+                await runs.finish_run(factory, run_id, exc.result.counts(), error=str(exc))
             raise
         except BaseException as exc:
-            await runs.finish_run(factory, run_id, {}, error=f"{type(exc).__name__}: {exc}")
+            if run_id is not None:
+                await runs.finish_run(factory, run_id, {}, error=f"{type(exc).__name__}: {exc}")
             raise
+        assert run_id is not None
         await runs.finish_run(factory, run_id, result.counts())
         return result
     finally:

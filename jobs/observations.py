@@ -84,8 +84,10 @@ class Batch:
     new: list[tuple] = field(default_factory=list)
     merge: list[tuple] = field(default_factory=list)
     dirty: set[tuple[int, int]] = field(default_factory=set)  # (datastream_id, day ordinal) of new
-    quarantine: list[tuple] = field(default_factory=list)  # rows with a valid (resultTime, id)
-    unpaired: list[tuple] = field(default_factory=list)  # without: deduplicated on insert
+    quarantine: list[tuple] = field(default_factory=list)  # rows the watermark passes
+    # rows later pulls may read again (no valid (resultTime, id), or a resultTime not yet due):
+    # each is stored once, however often it is read
+    reread: list[tuple] = field(default_factory=list)
     unknown: set = field(default_factory=set)  # datastream ids not in the registry
     months: set[date] = field(default_factory=set)  # partitions the good rows need
     last: tuple[int, int] | None = None  # the greatest (resultTime µs, @iot.id) read
@@ -219,11 +221,16 @@ _QUARANTINE_COLUMNS = (
     "reason, detail, datastream_platform_id, platform_obs_id, phenomenon_time, result_time, raw"
 )
 _COPY_QUARANTINE = f"COPY quarantine ({_QUARANTINE_COLUMNS}) FROM STDIN"
-_UNPAIRED = f"""
+_REREAD = f"""
 INSERT INTO quarantine ({_QUARANTINE_COLUMNS})
-SELECT %s::text, %s::text, %s::text, %s::bigint, %s::timestamptz, %s::timestamptz, %s::jsonb
-WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE reason = %s::text AND raw = %s::jsonb)
+SELECT %(reason)s::text, %(detail)s::text, %(ds)s::text, %(oid)s::bigint,
+       %(pt)s::timestamptz, %(rt)s::timestamptz, %(raw)s::jsonb
+WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE {{}} AND reason = %(reason)s::text
+                  AND raw = %(raw)s::jsonb)
 """
+_REREAD_PAIRED = _REREAD.format("platform_obs_id = %(oid)s::bigint")  # indexed
+_REREAD_UNPAIRED = _REREAD.format("platform_obs_id IS NULL")
+_REREAD_KEYS = ("reason", "detail", "ds", "oid", "pt", "rt", "raw")
 
 _LATEST_STORED = """
 SELECT d.id, (SELECT max(o.phenomenon_time) FROM observation o
@@ -397,10 +404,9 @@ class Store:
                 with cur.copy(_COPY_QUARANTINE) as copy:
                     for entry in batch.quarantine:
                         copy.write_row(entry)
-            if batch.unpaired:
-                cur.executemany(
-                    _UNPAIRED, [(*entry, entry[0], entry[-1]) for entry in batch.unpaired]
-                )
+            for entry in batch.reread:
+                row = dict(zip(_REREAD_KEYS, entry, strict=True))
+                cur.execute(_REREAD_UNPAIRED if row["oid"] is None else _REREAD_PAIRED, row)
             pts = [r[2] for r in merge]
             rt, oid = batch.last or (None, None)
             params = {

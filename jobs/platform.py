@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
@@ -113,10 +114,19 @@ def parse_json(body: bytes) -> object:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
-    try:  # bare NaN / Infinity, which some platforms write and orjson refuses
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # bare NaN / Infinity, or integers beyond 64 bits, which orjson refuses
+        return json.loads(body, parse_int=_json_int)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidBody(f"invalid JSON ({len(body)} bytes): {exc}") from None
+
+
+def _json_int(text: str) -> int | Decimal:
+    """An integer of any length: past Python's limit on digits it is kept as a Decimal (a row
+    with such a value is then quarantined, not the page refused)."""
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
 
 
 MIN_ID, MAX_ID = -(2**63), 2**63 - 1  # an @iot.id is stored as a bigint
@@ -173,6 +183,8 @@ def parse_feed_page(body: bytes) -> dict:
 
 
 def _feed_row(row: object) -> object:
+    if isinstance(row, dict) and type(row.get("result")) is Decimal:
+        return row  # kept as sent: msgspec would make the integer an infinite float
     try:
         return msgspec.convert(row, FeedRow)
     except msgspec.ValidationError:

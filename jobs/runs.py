@@ -10,12 +10,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from registry.models import JobRun
 
 RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
+ABANDONED = "abandoned: its process stopped before the run finished"
+
+
+def _abandon(job: str) -> sa.Update:
+    """Mark the job's RUNNING rows FAILED as abandoned — for the holder of the job's lock, to
+    whom a RUNNING row can only be one whose process died."""
+    table = JobRun.__table__
+    return (
+        sa.update(table)
+        .where(table.c.job == job, table.c.status == RUNNING)
+        .values(status=FAILED, finished_at=sa.func.now(), error=ABANDONED)
+    )
 
 
 async def start_run(
-    factory: async_sessionmaker[AsyncSession], job: str, window_key: str
+    factory: async_sessionmaker[AsyncSession],
+    job: str,
+    window_key: str,
+    *,
+    abandon_running: bool = False,
 ) -> int | None:
-    """A new RUNNING row; None when this (job, window) was already run or is running."""
+    """A new RUNNING row; None when this (job, window) was already run or is running. With
+    `abandon_running` (the caller holds the job's lock), the job's RUNNING rows are marked
+    abandoned first."""
     table = JobRun.__table__
     stmt = (
         sa.dialects.postgresql.insert(table)
@@ -24,6 +42,8 @@ async def start_run(
         .returning(table.c.id)
     )
     async with factory() as session, session.begin():
+        if abandon_running:
+            await session.execute(_abandon(job))
         return await session.scalar(stmt)
 
 
@@ -107,16 +127,7 @@ def recorded_run(engine: sa.Engine, job: str, window_key: str) -> Iterator[Run |
 
 def _claim(conn: sa.Connection, job: str, window_key: str) -> Run | None:
     table = JobRun.__table__
-    # We hold the job's lock, so a RUNNING row of this job is one whose worker died.
-    conn.execute(
-        sa.update(table)
-        .where(table.c.job == job, table.c.status == RUNNING)
-        .values(
-            status=FAILED,
-            finished_at=sa.func.now(),
-            error="abandoned: the worker stopped before the run finished",
-        )
-    )
+    conn.execute(_abandon(job))  # we hold the job's lock
     run_id = conn.scalar(
         sa.dialects.postgresql.insert(table)
         .values(job=job, window_key=window_key, status=RUNNING, counts={})

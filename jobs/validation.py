@@ -6,6 +6,8 @@ only together with it. Values are checked after conversion to canonical units.
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 
 # Quarantine reasons.
 MALFORMED = "malformed"  # missing or unparseable times or ids, not an object
@@ -14,7 +16,8 @@ BAD_UNIT = "bad_unit"
 NOT_A_NUMBER = "not_a_number"
 NEGATIVE_VALUE = "negative_value"
 OUT_OF_RANGE = "out_of_range"
-FUTURE_TIME = "future_time"
+FUTURE_TIME = "future_time"  # after its resultTime by more than MAX_FUTURE_US, or after now
+EARLY_TIME = "early_time"  # a phenomenonTime before EARLIEST
 
 # indicator -> {unit symbol: factor to the canonical unit}
 UNITS: dict[str, dict[str, float]] = {
@@ -37,6 +40,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "water_level": (-100.0, 2_000.0),
 }
 MAX_FUTURE_US = 15 * 60 * 1_000_000  # phenomenonTime may lead its resultTime by this much
+# Times may lead the ingest's clock by this much (clock skew). A resultTime further ahead never
+# moves the watermark: the row is read again by every pull (and quarantined once) until it is due.
+MAX_AHEAD_US = 10 * 60 * 1_000_000
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no monitoring data is older
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +66,17 @@ def stream_rule(indicator: str, unit: str, accumulation: str) -> StreamRule:
 
 
 def as_number(result: object) -> float | None:
-    """The result as a finite float, or None (null, NaN, infinite, non-numeric, boolean)."""
+    """The result as a float, or None (null, NaN, infinite, non-numeric, boolean). An integer too
+    large for a float is ±inf, which no range holds."""
     if type(result) is float:
         return result if math.isfinite(result) else None
     if type(result) is int:
-        return float(result)
+        try:
+            return float(result)
+        except OverflowError:
+            return math.inf if result > 0 else -math.inf
+    if type(result) is Decimal:  # an integer of more digits than Python parses (jobs/platform.py)
+        return None if result.is_nan() else float(result)
     if type(result) is str:
         try:
             number = float(result)
@@ -77,6 +90,8 @@ def check_value(rule: StreamRule, value: float) -> tuple[str, str] | None:
     """(reason, detail) when a canonical value is implausible, else None."""
     if rule.volume and value < 0:
         return NEGATIVE_VALUE, f"negative volume {value!r} m3"
+    if math.isinf(value):
+        return OUT_OF_RANGE, "a number beyond any float (over 1.8e308)"
     if not rule.low <= value <= rule.high:
         return OUT_OF_RANGE, f"{value!r} outside [{rule.low!r}, {rule.high!r}]"
     return None

@@ -31,6 +31,9 @@ FAULT_DEFAULTS = {
     "delay_every": 1,  # ... every Jth /v1.1 request
     "repeat_next_link": 0,  # the next n feed pages with a nextLink point to themselves
     "drop_next_link": 0,  # the next n feed pages with a nextLink lose it (the client stops early)
+    # the feed's last page ends with n more rows stamped 2099 (a platform clock gone wrong): they
+    # are in no world, so /truth leaves them out; a correct client quarantines them once
+    "far_future_rows": 0,
 }
 
 
@@ -196,7 +199,27 @@ class MonitorSim:
                 link = self._link(scope, "Observations", query, start // q.top)
         if link:
             head += f'"@iot.nextLink":{_json.encode(link).decode()},'
-        return (head + '"value":[' + self.feed.rows_json(start, end) + "]}").encode()
+        rows = self.feed.rows_json(start, end)
+        if end == hi and self.faults.config["far_future_rows"]:
+            rows = ",".join(filter(None, [rows, self._far_future_rows()]))
+        return (head + '"value":[' + rows + "]}").encode()
+
+    def _far_future_rows(self) -> str:
+        w = self.world
+        first = 1000 + 2 * len(w)  # after every id of the world
+        ds = min(w.datastreams)
+        return ",".join(
+            _json.encode(
+                {
+                    "@iot.id": first + 2 * i,
+                    "phenomenonTime": "2099-01-01T08:00:00+08:00",
+                    "resultTime": "2099-01-01T00:00:00Z",
+                    "result": 1.0,
+                    "Datastream": {"@iot.id": ds},
+                }
+            ).decode()
+            for i in range(self.faults.config["far_future_rows"])
+        )
 
     def _things_page(self, scope) -> bytes:
         q = parse(scope["query_string"], 100, self.config.things_page_max, feed=False)

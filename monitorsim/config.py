@@ -23,6 +23,10 @@ DATA_FAULT_KINDS = (
     "future_time",  # an extra copy stamped 1-2 days in the future (device clock wrong)
     "clock_skew",  # phenomenonTime 1-10 min after resultTime: still good
     "drop",  # the row is never sent
+    # poison rows, none by default: an extra copy whose result is 10**400 as a JSON integer
+    # (out_of_range), or whose phenomenonTime is 0001-01-01 (early_time)
+    "huge_integer",
+    "year_one",
 )
 _LOW = {
     "late": 0.002,

@@ -7,7 +7,7 @@ from array import array
 from datetime import date, timedelta
 from itertools import accumulate
 
-from .generator import NAN_TOKENS, World
+from .generator import RESULT_TOKENS, World
 
 
 class _TimeText(dict):
@@ -80,7 +80,7 @@ class Feed:
         parts[-1] = "}}"
         nan_rows, label = w.nan_rows, w.label
         for k in nan_rows[bisect.bisect_left(nan_rows, i) : bisect.bisect_left(nan_rows, j)]:
-            parts[(k - i) * 10 + 6] = NAN_TOKENS[label[k]]
+            parts[(k - i) * 10 + 6] = RESULT_TOKENS[label[k]]
         return '{"@iot.id":' + "".join(parts)
 
     def rows(self, i: int, j: int) -> list[dict]:
@@ -92,6 +92,8 @@ class Feed:
             result: object = w.val[k]
             if 0 < lab < 4:
                 result = {1: None, 2: "NaN", 3: "n/a"}[lab]
+            elif lab == 7:
+                result = 10**400
             out.append(
                 {
                     "@iot.id": w.ids[k],

@@ -51,9 +51,17 @@ UNITS = {
 }
 REASONS = ("not_a_number", "negative_value", "out_of_range", "future_time")
 # label byte per observation: 0 good; 1-3 not_a_number written as null / "NaN" / "n/a";
-# 4 negative_value; 5 out_of_range; 6 future_time
-LABEL_REASON = (None, *(["not_a_number"] * 3), "negative_value", "out_of_range", "future_time")
+# 4 negative_value; 5 out_of_range; 6 future_time; 7-8 poison rows (below)
+LABEL_REASON = (
+    None, *(["not_a_number"] * 3), "negative_value", "out_of_range", "future_time",
+    "out_of_range", "early_time",
+)  # fmt: skip
 NAN_TOKENS = {1: "null", 2: '"NaN"', 3: '"n/a"'}
+# poison rows (data faults huge_integer, year_one): 7 result 10**400 as a JSON integer;
+# 8 phenomenonTime 0001-01-01
+POISON_REASONS = ("early_time",)  # in /truth's totals only when some row has it
+RESULT_TOKENS = {**NAN_TOKENS, 7: "1" + "0" * 400}
+YEAR_ONE = -62_135_596_800  # 0001-01-01T00:00:00Z, epoch seconds
 NAN = float("nan")
 
 ROLES = (
@@ -592,6 +600,12 @@ class World:
             emit(rt, ds, pt + rnd.randint(1, 2) * 86400, v, 6)
         elif fault == "clock_skew":
             emit(pt - rnd.randint(60, 600), ds, pt, v)
+        elif fault == "huge_integer":
+            emit(rt, ds, pt, v)
+            emit(rt, ds, pt, NAN, 7)
+        elif fault == "year_one":
+            emit(rt, ds, pt, v)
+            emit(rt, ds, YEAR_ONE, v, 8)
         if fault == "none":
             emit(rt, ds, pt, v)
         else:
@@ -669,7 +683,7 @@ class World:
         for pos, lab in marks:
             label[pos] = lab
         self.label = bytes(label)
-        self.nan_rows = [pos for pos, lab in marks if lab < 4]  # ascending
+        self.nan_rows = [pos for pos, lab in marks if lab in RESULT_TOKENS]  # ascending
         # @iot.id: increasing, not dense; ~0.5% of neighbours across a resultTime step get their
         # ids swapped, so id order alone is not feed order (as on a platform with parallel writers)
         self.ids = ids = array("q", range(1000, 1000 + 2 * n, 2))

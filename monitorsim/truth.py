@@ -13,7 +13,7 @@ import math
 from collections import Counter, defaultdict
 
 from .config import SLOT
-from .generator import LABEL_REASON, REASONS, World
+from .generator import LABEL_REASON, POISON_REASONS, REASONS, World
 
 
 def truth(world: World, hi: int) -> dict:
@@ -83,7 +83,8 @@ def truth(world: World, hi: int) -> dict:
         "totals": {
             "rows": hi,
             "stored": sum(e["stored"] for e in datastreams.values()),
-            "quarantined": {r: totals_q[r] for r in REASONS},
+            "quarantined": {r: totals_q[r] for r in REASONS}
+            | {r: totals_q[r] for r in POISON_REASONS if totals_q[r]},
             "quarantinedRows": sum(totals_q.values()),
             "duplicates": sum(duplicates.values()),
             "corrections": sum(corrections.values()),

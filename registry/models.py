@@ -210,7 +210,7 @@ class Quarantine(SQLModel, table=True):
     reason: str = Field(index=True)
     detail: str
     datastream_platform_id: str | None = Field(default=None, index=True)
-    platform_obs_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    platform_obs_id: int | None = Field(default=None, sa_type=sa.BigInteger, index=True)
     phenomenon_time: datetime | None = _ts(default=None)
     result_time: datetime | None = _ts(default=None)
     raw: dict = _json()
@@ -465,6 +465,7 @@ class ApiClient(SQLModel, table=True):
     token_hash: str = Field(unique=True)
     created_at: datetime = _created()
     revoked_at: datetime | None = _ts(default=None)
+    expires_at: datetime | None = _ts(default=None)  # None: never
 
 
 class ConsoleSession(SQLModel, table=True):

@@ -14,7 +14,11 @@ from registry import db
 from tests.conftest import drop_database, new_database
 from tests.jobs.ingest_sim import assert_matches_truth, get, monitorsim, table_state
 
-SCENARIO = ("--scenario", "bench", "--wells", "120", "--days", "4", "--now", "2026-12-31")
+# Days well past, so that every row (late ones too) is due by the pull's clock.
+SCENARIO = (
+    "--scenario", "bench", "--wells", "120", "--start", "2026-11-01", "--days", "4",
+    "--now", "2026-11-30",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,13 @@ def geocredit(url: str, base: str, *args: str) -> subprocess.Popen:
 def count(url: str) -> int:
     with psycopg.connect(db.libpq_url(url)) as conn:
         return conn.execute("SELECT count(*) FROM observation").fetchone()[0]
+
+
+def pull_runs(url: str) -> list[tuple]:
+    with psycopg.connect(db.libpq_url(url)) as conn:
+        return conn.execute(
+            "SELECT status, error FROM job_run WHERE job = 'pull' ORDER BY id"
+        ).fetchall()
 
 
 @pytest.fixture
@@ -67,12 +78,16 @@ def test_kill_9_mid_pull_then_a_rerun_converges(platform, fresh):
     assert proc.returncode == -signal.SIGKILL
     partial = count(killed)
     assert 0 < partial < truth["totals"]["stored"]
+    assert pull_runs(killed) == [("RUNNING", None)]  # nobody is left to finish it
 
     rerun = geocredit(killed, platform, "pull", "--page-size", "1000")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert out.startswith("pulled ") and "watermark" in out
     assert_matches_truth(killed, truth)
+    (killed_run, _), rerun_run = pull_runs(killed)
+    assert killed_run == "FAILED" and rerun_run == ("SUCCEEDED", None)
+    assert pull_runs(killed)[0][1].startswith("abandoned")
 
     clean = fresh()
     once = geocredit(clean, platform, "pull", "--page-size", "3000")

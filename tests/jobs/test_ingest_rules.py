@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobs import validation
-from jobs.ingest import Splitter, streams_by_ref
+from jobs.ingest import EPOCH, Splitter, streams_by_ref
 from jobs.platform import parse_feed_page
 from tests.jobs.ingest_fake import obs
 
@@ -119,7 +119,7 @@ def test_future_time_is_more_than_15_minutes_after_result_time():
 )
 def test_rows_without_a_valid_result_time_and_id_are_malformed(change):
     batch = split([obs(1, 1, T, 1.0) | change])
-    assert [q[0] for q in batch.unpaired] == ["malformed"]
+    assert [q[0] for q in batch.reread] == ["malformed"]
     assert batch.last is None and not batch.quarantine
 
 
@@ -136,7 +136,7 @@ def test_rows_with_a_valid_pair_but_broken_fields_are_quarantined_and_advance(ch
 
 def test_not_an_object_is_malformed():
     batch = split(["oops", 5, None])
-    assert [q[0] for q in batch.unpaired] == ["malformed"] * 3
+    assert [q[0] for q in batch.reread] == ["malformed"] * 3
 
 
 def test_the_quarantine_keeps_the_raw_row_and_its_platform_ids():
@@ -183,3 +183,108 @@ def test_thresholds_live_in_one_place():
     assert validation.MAX_INTERVAL_VOLUME_M3 == 10_000
     assert validation.MAX_METER_READING_M3 == 1e10
     assert validation.MAX_FUTURE_US == 15 * 60 * 10**6
+
+
+# ---------------------------------------------------------------- rows that must not stop a pull
+
+NOW = T + timedelta(hours=1)
+
+
+def split_at(rows, now=NOW, position=None, raw: bytes | None = None):
+    """As `split`, with the clock at `now`; `raw` is the page's body as sent, when given."""
+    splitter = Splitter(streams_by_ref(STREAMS), {}, 0, "Asia/Shanghai", clock=lambda: now)
+    page = raw if raw is not None else json.dumps({"value": rows}).encode()
+    return splitter.split(parse_feed_page(page)["value"], position)
+
+
+def reasons(batch) -> list[str]:
+    return [q[0] for q in batch.quarantine + batch.reread]
+
+
+@pytest.mark.parametrize("digits", [20, 400, 5000])
+def test_an_integer_too_large_for_a_float_is_out_of_range_and_the_page_goes_on(digits):
+    huge = "9" * digits
+    good = json.dumps(obs(2, 1, T, 1.5))
+    poison = json.dumps(obs(1, 1, T, 0)).replace('"result": 0', f'"result": {huge}')
+    batch = split_at([], raw=f'{{"value": [{poison}, {good}]}}'.encode())
+    assert reasons(batch) == ["out_of_range"]
+    assert [r[3] for r in batch.new + batch.merge] == [1.5]
+    assert batch.last[1] == 2  # both rows were read: the watermark passes them
+    assert huge[:100] in batch.quarantine[0][-1]  # the raw row keeps the number as sent
+
+
+def test_a_negative_integer_too_large_for_a_float_is_a_negative_volume():
+    assert reasons(split_at([obs(1, 1, T, -(10**400))])) == ["negative_value"]
+
+
+@pytest.mark.parametrize(
+    "text", ["0001-01-01T08:00:00+08:00", "1900-01-01T00:00:00Z", "1999-12-31T23:59:59Z"]
+)
+def test_a_phenomenon_time_before_2000_is_quarantined_and_needs_no_partition(text):
+    batch = split_at([obs(1, 1, T, 1.0) | {"phenomenonTime": text}])
+    assert reasons(batch) == ["early_time"] and batch.months == set()
+    assert batch.last is not None  # read: the watermark passes it
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00"])
+def test_times_outside_utc_years_1_to_9999_are_malformed(text):
+    assert reasons(split_at([obs(1, 1, T, 1.0) | {"phenomenonTime": text}])) == ["malformed"]
+
+
+def test_a_phenomenon_time_more_than_10_minutes_ahead_of_now_is_quarantined():
+    ten = timedelta(minutes=10)
+    assert reasons(split_at([obs(1, 1, NOW + ten, 1.0, rt=NOW)])) == []
+    late = split_at([obs(1, 1, NOW + ten + timedelta(seconds=1), 1.0, rt=NOW)])
+    assert reasons(late) == ["future_time"] and late.months == set()
+
+
+def test_a_result_time_ahead_of_now_never_moves_the_watermark():
+    ten = timedelta(minutes=10)
+    due = obs(1, 1, T, 1.0, rt=NOW + ten)  # clock skew: still due
+    ahead = obs(2, 1, T + timedelta(minutes=15), 2.0, rt=NOW + ten + timedelta(seconds=1))
+    far = obs(3, 1, datetime(2099, 1, 1, tzinfo=UTC), 3.0, rt=datetime(2099, 1, 1, tzinfo=UTC))
+    batch = split_at([due, ahead, far])
+    assert [r[3] for r in batch.new] == [1.0]
+    assert batch.last == (int((NOW + ten - EPOCH).total_seconds() * 1e6), 1)
+    # kept apart: every later pull reads them again, and they are stored once
+    assert [(q[0], q[3]) for q in batch.reread] == [("future_time", 2), ("future_time", 3)]
+    assert not batch.quarantine and batch.months == {T.date().replace(day=1)}
+    # once due, the same row is good
+    assert reasons(split_at([ahead], now=NOW + timedelta(minutes=1))) == []
+
+
+def test_a_page_of_rows_from_the_future_only_leaves_the_watermark_alone():
+    far = datetime(2099, 1, 1, tzinfo=UTC)
+    batch = split_at([obs(1, 1, far, 1.0, rt=far)], position=(5, 5))
+    assert batch.last is None and reasons(batch) == ["future_time"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"@iot.id": "²"},  # a digit to str.isdigit, not to int()
+        {"@iot.id": "1" * 5000},
+        {"resultTime": "2026-12-01T04:00:00+99:00"},
+        {"result": {"value": 1}},
+        {"Datastream": {"@iot.id": [1]}},
+        {"phenomenonTime": ["2026-12-01T04:00:00Z"]},
+    ],
+)
+def test_odd_values_anywhere_in_a_row_quarantine_the_row_only(change):
+    batch = split_at([obs(1, 1, T, 1.0) | change, obs(2, 1, T + timedelta(minutes=15), 2.0)])
+    assert len(reasons(batch)) == 1
+    assert [r[3] for r in batch.new] == [2.0]
+
+
+def test_a_row_whose_checks_fail_unexpectedly_is_quarantined_not_raised(monkeypatch):
+    def broken(row, pair, due, batch):
+        raise ZeroDivisionError("a bug of ours")
+
+    splitter = Splitter(streams_by_ref(STREAMS), {}, 0, "Asia/Shanghai", clock=lambda: NOW)
+    monkeypatch.setattr(splitter, "_verdict", broken)
+    page = json.dumps({"value": [obs(1, 1, T, -1.0), obs(2, 1, T, 2.0)]}).encode()
+    batch = splitter.split(parse_feed_page(page)["value"], None)
+    assert [(q[0], q[1]) for q in batch.reread] == [
+        ("malformed", "unreadable row: ZeroDivisionError: a bug of ours")
+    ]
+    assert [r[3] for r in batch.new] == [2.0]
