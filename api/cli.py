@@ -6,6 +6,7 @@ Progress goes to stderr, results to stdout.
 
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -96,13 +97,62 @@ def db_url() -> None:
     out.print(db.database_url())
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Prove the audit chain intact and every audited row unchanged."""
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's length and newest entry (Ed25519) and append the checkpoint to
+    <data dir>/audit/checkpoints.jsonl. The key is <data dir>/audit/signing.key (made on first
+    use, mode 0600) or GEOCREDIT_AUDIT_KEY_FILE. The worker writes one every hour; copy the file
+    off the machine, so that `audit verify --checkpoints COPY` holds even against whoever
+    controls this one."""
     from registry import audit
 
+    settings = get_settings()
+    key = audit.signing_key(settings, create=True)
+    assert key is not None
+    with _engine().begin() as conn:
+        checkpoint = audit.write_checkpoint(conn, settings.data_path, key)
+    at = checkpoint.at.astimezone(_local_zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
+    newest = (
+        f", newest {checkpoint.head_id} ({checkpoint.head_hash[:16]}…)"
+        if checkpoint.head_id is not None
+        else ""
+    )
+    out.print(
+        f"checkpoint at {at}: {checkpoint.entries} entries{newest}; appended to "
+        f"{settings.data_path / audit.CHECKPOINTS_FILE}",
+        soft_wrap=True,
+    )
+
+
+def _local_zone():
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(get_settings().timezone)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    checkpoints: Path | None = typer.Option(
+        None,
+        "--checkpoints",
+        help="Check against this copy of the checkpoints (default: "
+        "<data dir>/audit/checkpoints.jsonl).",
+    ),
+) -> None:
+    """Prove the audit chain intact, every audited row unchanged, and the chain consistent with
+    every signed checkpoint: entries removed from its end or re-chained since one was signed are
+    found."""
+    from registry import audit
+
+    settings = get_settings()
+    path = checkpoints or settings.data_path / audit.CHECKPOINTS_FILE
+    if checkpoints is not None and not checkpoints.exists():
+        raise CliError(f"{checkpoints} does not exist")
+    lines = audit.read_checkpoints(path)
+    key = audit.signing_key(settings) if lines else None
     with _engine().begin() as conn:
         report = audit.verify(conn)
+        holding = audit.verify_checkpoints(conn, lines, key.public_key() if key else None, report)
     if not report.intact:
         for problem in report.problems:
             out.print(problem)
@@ -112,17 +162,24 @@ def audit_verify() -> None:
             else ""
         )
         raise CliError(f"audit chain broken: {report.problem_count} problem(s){shown}")
-    out.print(f"audit chain intact: {report.entries} entries verified")
+    against = (
+        f"and {holding} signed checkpoint(s) hold"
+        if lines
+        else "(no signed checkpoints yet: geocredit audit checkpoint)"
+    )
+    out.print(f"audit chain intact: {report.entries} entries verified {against}")
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     import pydantic
     import sqlalchemy as sa
 
+    from registry.audit import CheckpointError
     from registry.creditcode import InvalidCreditCode
 
     return (
         CliError,
+        CheckpointError,
         db.DatabaseUnavailable,
         embedded.EmbeddedDatabaseError,
         InvalidCreditCode,

@@ -2,6 +2,8 @@
 
 import asyncio
 import getpass
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -79,30 +81,136 @@ def api(
     run_server("api.app:create_api_app", host, port, workers, log_level)
 
 
-async def create_token(url: str, role: Role, name: str, actor: str) -> tuple[int, str]:
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90d`, `12h`, `30m`, `2w` → a timedelta (positive)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match or int(match[1]) == 0:
+        raise typer.BadParameter(
+            f"{text!r} is not a duration: a positive number and m, h, d or w (e.g. 90d, 12h)"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+async def create_token(
+    url: str, role: Role, name: str, actor: str, expires_at: datetime | None = None
+) -> tuple[int, str]:
     from registry import auth, db
 
     engine = db.make_async_engine(url, pool_size=1)
     try:
         async with db.transaction(db.session_factory(engine), actor) as session:
-            client, token = await auth.create_client(session, name, role)
+            client, token = await auth.create_client(session, name, role, expires_at)
     finally:
         await engine.dispose()
     return client.id, token
+
+
+async def _with_session(url: str, work):
+    from registry import db
+
+    engine = db.make_async_engine(url, pool_size=1)
+    try:
+        async with db.transaction(db.session_factory(engine), f"cli:{getpass.getuser()}") as s:
+            return await work(s)
+    finally:
+        await engine.dispose()
 
 
 @token_app.command("create")
 def token_create(
     role: Role = typer.Option(..., "--role", help="What the holder may do."),
     name: str = typer.Option(..., "--name", help="Who holds it, e.g. the approval system's name."),
+    expires_in: str | None = typer.Option(
+        None,
+        "--expires-in",
+        help="Refused after this long: a number and m, h, d or w (e.g. 90d, 12h). "
+        "Default: never expires.",
+    ),
 ) -> None:
     """Create an API client; its token is printed once, alone on the last line of stdout."""
     from api.cli import err
 
+    expires_at = None if expires_in is None else datetime.now(UTC) + parse_duration(expires_in)
     url = _database_ready(migrate_embedded=False)
-    client_id, token = asyncio.run(create_token(url, role, name, f"cli:{getpass.getuser()}"))
-    err.print(f"client {client_id} ({role.value}, {name!r}); the token is shown only now:")
+    client_id, token = asyncio.run(
+        create_token(url, role, name, f"cli:{getpass.getuser()}", expires_at)
+    )
+    until = "" if expires_at is None else f", expires {_local(expires_at)} local time"
+    err.print(f"client {client_id} ({role.value}, {name!r}{until}); the token is shown only now:")
     print(token)
+
+
+def _local(t: datetime) -> str:
+    from zoneinfo import ZoneInfo
+
+    from registry.settings import get_settings
+
+    return t.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every API client: id, name, role, created, expiry and whether its token still works."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from api.cli import out
+    from registry import auth
+
+    url = _database_ready(migrate_embedded=False)
+    clients = asyncio.run(_with_session(url, auth.list_clients))
+    now = datetime.now(UTC)
+    table = Table("id", "name", "role", "created", "expires", "status", title=_zone_note())
+    for c in clients:
+        if c.revoked_at is not None:
+            status = f"revoked {_local(c.revoked_at)}"
+        elif c.expires_at is not None and c.expires_at <= now:
+            status = "expired"
+        else:
+            status = "active"
+        expires = "never" if c.expires_at is None else _local(c.expires_at)
+        table.add_row(str(c.id), c.name, c.role, _local(c.created_at), expires, status)
+    # Piped output would default to 80 columns and wrap every row.
+    wide = out if out.is_terminal else Console(highlight=False, width=160)
+    wide.print(table if clients else "no API clients yet (geocredit token create)")
+
+
+def _zone_note() -> str:
+    from registry.settings import get_settings
+
+    return f"API clients (times in {get_settings().timezone})"
+
+
+@token_app.command("revoke")
+def token_revoke(
+    client_id: int = typer.Argument(..., help="The client's id (token list)."),
+) -> None:
+    """Revoke a client's token. It is refused at once by API processes started afterwards, and
+    within 10 seconds by running ones (they keep tokens they checked that long)."""
+    from api.cli import CliError, out
+    from registry import auth
+    from registry.models import ApiClient
+
+    url = _database_ready(migrate_embedded=False)
+
+    async def revoke(session) -> tuple[bool, ApiClient | None]:
+        return await auth.revoke(session, client_id), await session.get(ApiClient, client_id)
+
+    revoked, client = asyncio.run(_with_session(url, revoke))
+    if client is None:
+        raise CliError(f"no API client {client_id} (geocredit token list)")
+    if not revoked:
+        out.print(f"client {client_id} ({client.name!r}) was revoked already", soft_wrap=True)
+        return
+    out.print(
+        f"revoked client {client_id} ({client.role}, {client.name!r}); running API processes "
+        f"refuse its token within {auth.TOKEN_CACHE_SECONDS:.0f} s",
+        soft_wrap=True,
+    )
 
 
 @service_app.command("export-schema")

@@ -28,23 +28,27 @@ T = TypeVar("T")
 
 class TokenCache:
     """Token hash → client for a few seconds, so a request does not pay a query to authenticate.
-    A revoked token stops working within `ttl` seconds."""
+    A revoked token stops working within `ttl` seconds; an expiring one is never kept past its
+    expiry."""
 
-    def __init__(self, ttl: float = 10.0, size: int = 1024) -> None:
+    def __init__(self, ttl: float = auth.TOKEN_CACHE_SECONDS, size: int = 1024) -> None:
         self.ttl = ttl
         self.size = size
         self._entries: dict[str, tuple[float, auth.Client]] = {}
 
     def get(self, digest: str) -> auth.Client | None:
         entry = self._entries.get(digest)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] <= time.monotonic():
             return None
         return entry[1]
 
     def put(self, digest: str, client: auth.Client) -> None:
         if len(self._entries) >= self.size:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[digest] = (time.monotonic() + self.ttl, client)
+        keep = self.ttl
+        if client.expires_at is not None:
+            keep = min(keep, (client.expires_at - datetime.now(UTC)).total_seconds())
+        self._entries[digest] = (time.monotonic() + keep, client)
 
 
 @dataclass

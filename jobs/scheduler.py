@@ -12,6 +12,7 @@ row of its window, unique on (job, window_key) — a window is run once (jobs/ru
 | pull | every 15 min | read the observation feed; then rollup and score for the same window |
 | listing-expiry | daily 00:10 | end listings that reached their maximum end |
 | partitions | daily 03:00 | create this and the next months' observation partitions |
+| audit-checkpoint | hourly at :00 | sign the audit chain's length and head into the data folder |
 
 Misfires: every job is idempotent and catches up on everything since its last run (the feed
 from its watermark, dirty days, dates passed), so one late run is as good as the missed ones:
@@ -200,6 +201,20 @@ def partitions(key: str) -> None:
     _recorded("partitions", key, work)
 
 
+def audit_checkpoint(key: str) -> None:
+    def work(run: Run) -> dict:
+        from registry import audit
+
+        ctx = _ctx()
+        signing_key = audit.signing_key(ctx.settings, create=True)
+        assert signing_key is not None
+        with ctx.engine.begin() as conn:
+            checkpoint = audit.write_checkpoint(conn, ctx.settings.data_path, signing_key)
+        return {"entries": checkpoint.entries, "head_id": checkpoint.head_id}
+
+    _recorded("audit-checkpoint", key, work)
+
+
 def default_jobs(tz: ZoneInfo) -> list[JobSpec]:
     return [
         JobSpec("things-sync", things_sync, CronTrigger(minute=5, timezone=tz), timedelta(hours=1)),
@@ -217,6 +232,12 @@ def default_jobs(tz: ZoneInfo) -> list[JobSpec]:
         ),
         JobSpec(
             "partitions", partitions, CronTrigger(hour=3, minute=0, timezone=tz), timedelta(days=1)
+        ),
+        JobSpec(
+            "audit-checkpoint",
+            audit_checkpoint,
+            CronTrigger(minute=0, timezone=tz),
+            timedelta(hours=1),
         ),
     ]
 

@@ -1,5 +1,6 @@
 """API clients and their bearer tokens, and the reviewer console's sessions. Only a token's (or
-session id's) SHA-256 is stored; the token itself is shown once, when it is created."""
+session id's) SHA-256 is stored; the token itself is shown once, when it is created. A token may
+expire; a revoked or expired one is refused."""
 
 import hashlib
 import secrets
@@ -12,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from registry.models import ApiClient, ConsoleSession, Role
 
 TOKEN_PREFIX = "gct_"
+TOKEN_CACHE_SECONDS = 10.0
+"""An API process keeps a token it has checked this long (api.context.TokenCache): a revoked
+token is refused by running processes within this time (README, `geocredit token revoke`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +25,7 @@ class Client:
     id: int
     name: str
     role: Role
+    expires_at: datetime | None = None
 
 
 def token_hash(token: str) -> str:
@@ -31,32 +36,48 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_client(session: AsyncSession, name: str, role: Role | str) -> tuple[Client, str]:
+async def create_client(
+    session: AsyncSession, name: str, role: Role | str, expires_at: datetime | None = None
+) -> tuple[Client, str]:
     """Create a client with a new token; returns the client and the token (never stored)."""
     role = Role(role)
     name = name.strip()
     if not name:
         raise ValueError("a client needs a name")
     token = new_token()
-    row = ApiClient(name=name, role=role.value, token_hash=token_hash(token))
+    row = ApiClient(name=name, role=role.value, token_hash=token_hash(token), expires_at=expires_at)
     session.add(row)
     await session.flush()
-    return Client(row.id, row.name, role), token
+    return Client(row.id, row.name, role, expires_at), token
+
+
+def _usable(now=sa.func.now()) -> sa.ColumnElement[bool]:
+    """A client whose token is neither revoked nor expired (at `now`)."""
+    return sa.and_(
+        ApiClient.revoked_at.is_(None),
+        sa.or_(ApiClient.expires_at.is_(None), ApiClient.expires_at > now),
+    )
 
 
 async def client_for_token(conn: AsyncSession | AsyncConnection, token: str) -> Client | None:
-    """The unrevoked client holding this token, or None."""
+    """The client holding this token, unless it is revoked or expired; else None."""
     row = (
         await conn.execute(
-            sa.select(ApiClient.id, ApiClient.name, ApiClient.role).where(
-                ApiClient.token_hash == token_hash(token), ApiClient.revoked_at.is_(None)
+            sa.select(ApiClient.id, ApiClient.name, ApiClient.role, ApiClient.expires_at).where(
+                ApiClient.token_hash == token_hash(token), _usable()
             )
         )
     ).first()
-    return Client(row.id, row.name, Role(row.role)) if row else None
+    return Client(row.id, row.name, Role(row.role), row.expires_at) if row else None
+
+
+async def list_clients(session: AsyncSession) -> list[ApiClient]:
+    """Every client, revoked and expired ones too, oldest first."""
+    return list((await session.scalars(sa.select(ApiClient).order_by(ApiClient.id))).all())
 
 
 async def revoke(session: AsyncSession, client_id: int) -> bool:
+    """Revoke a client's token; False when there is no such client or it was revoked already."""
     result = await session.execute(
         sa.update(ApiClient)
         .where(ApiClient.id == client_id, ApiClient.revoked_at.is_(None))
@@ -98,7 +119,8 @@ async def open_console_session(
 async def console_login(
     conn: AsyncSession | AsyncConnection, session_id: str, now: datetime
 ) -> ConsoleLogin | None:
-    """The unexpired session with this id, of a client whose token is not revoked."""
+    """The unexpired session with this id, of a client whose token is neither revoked nor
+    expired."""
     row = (
         await conn.execute(
             sa.select(ApiClient.id, ApiClient.name, ApiClient.role, ConsoleSession.csrf_token)
@@ -106,7 +128,7 @@ async def console_login(
             .where(
                 ConsoleSession.id_hash == token_hash(session_id),
                 ConsoleSession.expires_at > now,
-                ApiClient.revoked_at.is_(None),
+                _usable(now),
             )
         )
     ).first()

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     """The SensorThings service root, without /v1.1."""
     timezone: str = "Asia/Shanghai"
     env: Literal["development", "production"] = "development"
+    audit_key_file: Path | None = None
+    """The Ed25519 key that signs audit checkpoints; unset → <data_dir>/audit/signing.key."""
 
     @property
     def data_path(self) -> Path:
