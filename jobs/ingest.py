@@ -179,7 +179,8 @@ def streams_by_ref(rows: list[tuple]) -> dict:
     for platform_id, ds_id, well_id, indicator, unit, accumulation in rows:
         stream = Stream.of(Target.of(well_id, ds_id), indicator, unit, accumulation)
         out[platform_id] = stream
-        if platform_id.isdigit() and str(int(platform_id)) == platform_id:
+        digits = platform_id.isascii() and platform_id.isdigit() and len(platform_id) <= 19
+        if digits and str(int(platform_id)) == platform_id:
             out[int(platform_id)] = stream
     return out
 

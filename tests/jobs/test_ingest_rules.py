@@ -288,3 +288,9 @@ def test_a_row_whose_checks_fail_unexpectedly_is_quarantined_not_raised(monkeypa
         ("malformed", "unreadable row: ZeroDivisionError: a bug of ours")
     ]
     assert [r[3] for r in batch.new] == [2.0]
+
+
+def test_datastream_ids_that_are_not_plain_digits_are_kept_as_text_only():
+    odd = [(ref, i, 10, "water_level", "m", "interval") for i, ref in enumerate(["²", "9" * 5000])]
+    streams = streams_by_ref([*odd, ("12", 3, 10, "water_level", "m", "interval")])
+    assert set(streams) == {"²", "9" * 5000, "12", 12}
