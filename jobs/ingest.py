@@ -73,6 +73,8 @@ NEW_PATH_DAYS = 35
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 EARLIEST_US = (validation.EARLIEST - EPOCH) // _US
+_MIN_US = (datetime.min.replace(tzinfo=UTC) - EPOCH) // _US
+_MAX_US = (datetime.max.replace(tzinfo=UTC) - EPOCH) // _US
 
 PullBusy = Busy
 
@@ -189,10 +191,18 @@ SLOT_US = 15 * 60 * 1_000_000  # an observation closes a 15-minute slot
 
 
 class _Times(dict):
-    """ISO 8601 text -> epoch µs (None when unparseable), for one page: its rows share times."""
+    """ISO 8601 text -> epoch µs, for one page (its rows share times); None when unparseable or
+    outside [2000-01-01, `due`], so that only rows within take the fast path."""
+
+    def __init__(self, due: int):
+        super().__init__()
+        self.due = due
 
     def __missing__(self, text: str) -> int | None:
-        self[text] = value = _parse_time(text)
+        value = _parse_time(text)
+        if value is not None and not EARLIEST_US <= value <= self.due:
+            value = None
+        self[text] = value
         return value
 
 
@@ -203,11 +213,12 @@ def _parse_time(text: object) -> int | None:
         text = text.rpartition("/")[2]
     try:
         t = datetime.fromisoformat(text)
-        if t.tzinfo is None:
-            return None  # a time without an offset is ambiguous
-        return (t.astimezone(UTC) - EPOCH) // _US
-    except (ValueError, OverflowError):  # not a time, or none within UTC's years 1-9999
+    except ValueError:
         return None
+    if t.tzinfo is None:
+        return None  # a time without an offset is ambiguous
+    us = (t - EPOCH) // _US
+    return us if _MIN_US <= us <= _MAX_US else None  # an instant within UTC's years 1-9999
 
 
 class _Days(dict):
@@ -285,14 +296,13 @@ class Splitter:
         new, merge, dirty = batch.new.append, batch.merge.append, batch.dirty.add
         pts: set[int] = set()
         streams, latest, floor, days = self.streams, self.latest, self.floor, self.days
-        times = _Times()
+        due = (self.clock() - EPOCH) // _US + validation.MAX_AHEAD_US
+        times = _Times(due)
         if len(days) > 10_000:
             days.clear()
         start = position or (-(2**63), -(2**63))
         last = start
         max_future = validation.MAX_FUTURE_US
-        due = (self.clock() - EPOCH) // _US + validation.MAX_AHEAD_US
-        earliest = EARLIEST_US
         for seq, row in enumerate(rows):
             # The fast path takes a well-formed good row (a FeedRow: jobs/platform.py); `_slow`
             # decides the rest, on the row as received.
@@ -304,11 +314,9 @@ class Splitter:
                 value = row.result
                 kind = type(value)
                 fast = (
-                    (kind is float or kind is int)
-                    and rt is not None
-                    and pt is not None
-                    and rt <= due
-                    and earliest <= pt <= due
+                    rt is not None  # and due (_Times)
+                    and pt is not None  # and due, and not before 2000
+                    and (kind is float or kind is int)
                     and pt - rt <= max_future
                     and stream.low <= (value := value / stream.divisor) <= stream.high
                 )
