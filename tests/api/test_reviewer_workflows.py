@@ -6,6 +6,7 @@ the audit chain stays intact and catches a row altered in the database."""
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -562,14 +563,16 @@ def test_an_admin_lists_and_lifts_by_hand(as_role, eligibility):
 
 
 def _audit_verify(db_url: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "api", "audit", "verify"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "GEOCREDIT_DATABASE_URL": db_url},
-        cwd="/",
-    )
+    # a data folder of its own: checkpoints kept in another one are another database's
+    with tempfile.TemporaryDirectory() as data_dir:
+        return subprocess.run(
+            [sys.executable, "-m", "api", "audit", "verify"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "GEOCREDIT_DATABASE_URL": db_url, "GEOCREDIT_DATA_DIR": data_dir},
+            cwd="/",
+        )
 
 
 def _set_inspector(engine: sa.Engine, inspection_id: int, inspector: str) -> None:
