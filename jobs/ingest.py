@@ -7,6 +7,10 @@ are converted to canonical units and stored with the watermark in one transactio
 (jobs/observations.py), idempotently on (datastream, phenomenonTime). Memory holds a few pages at
 most: page k is stored (in a worker thread) while page k+1 is fetched and checked. A failed pull
 leaves the watermark at the last stored page; the next pull resumes there.
+
+No row stops a pull: whatever a row holds, it is stored or quarantined. The watermark is always
+a row read whose resultTime is at most 10 minutes ahead of now; a row from further ahead is
+quarantined (once) and read again by every pull until it is due, so no later row is skipped.
 """
 
 import asyncio
