@@ -51,11 +51,12 @@ async def create_client(
     return Client(row.id, row.name, role, expires_at), token
 
 
-def _usable(now=sa.func.now()) -> sa.ColumnElement[bool]:
-    """A client whose token is neither revoked nor expired (at `now`)."""
+def _usable(now: datetime | None = None) -> sa.ColumnElement[bool]:
+    """A client whose token is neither revoked nor expired at `now` (default: the database's)."""
+    at = sa.func.now() if now is None else now
     return sa.and_(
         ApiClient.revoked_at.is_(None),
-        sa.or_(ApiClient.expires_at.is_(None), ApiClient.expires_at > now),
+        sa.or_(ApiClient.expires_at.is_(None), ApiClient.expires_at > at),
     )
 
 

@@ -181,6 +181,18 @@ def test_logging_out_or_revoking_the_token_ends_the_session(server, api_engine):
     assert client.get("/console/supervision").status_code == 303
 
 
+def test_a_token_that_expires_ends_its_session(server, api_engine):
+    token = make_token(api_engine, Role.REVIEWER, "钱审核")
+    client = login(server, token)
+    assert client.get("/console/supervision").status_code == 200
+    with api_engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE api_client SET expires_at = now() WHERE token_hash = :h"),
+            {"h": token_hash(token)},
+        )
+    assert client.get("/console/supervision").status_code == 303
+
+
 def test_pages_load_only_assets_of_the_app(server, tokens, filed):
     client = login(server, tokens[Role.REVIEWER])
     pages = {
