@@ -2,16 +2,17 @@
 /console, /healthz, /readyz, /metrics, the OpenAPI page at /schema. `create_api_app` /
 `create_serve_app` are the ASGI server's factory targets."""
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 from litestar import Litestar, Request, Response, post
-from litestar.datastructures import State
+from litestar.datastructures import Accept, State
 from litestar.di import Provide
 from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
@@ -23,8 +24,16 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from api.console import ConsolePlugin, assets, graphiql_page
-from api.context import Services, graphql_context
-from api.errors import BAD_REQUEST, INTERNAL, ApiError, Unauthenticated
+from api.context import DatabaseUnavailable, Services, graphql_context
+from api.errors import (
+    BAD_REQUEST,
+    DATABASE_UNAVAILABLE,
+    INTERNAL,
+    OVERLOADED,
+    UNAVAILABLE,
+    ApiError,
+    Unauthenticated,
+)
 from api.observability import configure_logging, log, request_id_middleware
 from api.rest import ROUTES
 from api.schema import build_schema
@@ -32,6 +41,7 @@ from api.schema.errors import apply_error_policy
 from registry import db, heap, migrate
 from registry.settings import Settings, get_settings
 
+T = TypeVar("T")
 POST_OPERATIONS = frozenset({OperationType.QUERY, OperationType.MUTATION})
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 """GraphQL over HTTP's own media type: a client that asks for it gets it, and with it a 400 for a
@@ -53,51 +63,29 @@ def _graphql_error(
     return Response(body, status_code=status, headers=headers, media_type=media_type)
 
 
-def response_media_type(accept: str) -> str:
+def response_media_type(accept: Accept) -> str:
     """application/json unless the client ranks GraphQL over HTTP's own media type higher."""
-    if "graphql-response" not in accept.lower():
-        return MediaType.JSON  # the usual case, without parsing Accept
-    return _preferred(accept)
+    return accept.best_match([MediaType.JSON, GRAPHQL_RESPONSE], default=MediaType.JSON)
 
 
-@lru_cache(maxsize=64)
-def _preferred(accept: str) -> str:
-    """Of the two types, the one the Accept header ranks higher (ties: application/json). The
-    most specific matching range gives a type's q; q=0 refuses it."""
-    ranges = []
-    for part in accept.lower().split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        ranges.append((media, q))
-
-    def quality(media_type: str) -> float:
-        family = media_type.split("/")[0] + "/*"
-        specificity = {media_type: 3, family: 2, "*/*": 1}
-        matches = [(specificity[m], q) for m, q in ranges if m in specificity]
-        return max(matches)[1] if matches else 0.0
-
-    return (
-        GRAPHQL_RESPONSE if quality(GRAPHQL_RESPONSE) > quality(MediaType.JSON) else MediaType.JSON
-    )
+RETRY_AFTER_S = {OVERLOADED: 1, DATABASE_UNAVAILABLE: 5}
 
 
-def response_status(result: Any, media_type: str) -> int:
-    """200, except under GraphQL over HTTP's own media type when nothing ran: 400 when the
-    document did not parse or validate or the variables did not coerce (such errors have no
-    path), 500 when a bug of ours stopped it."""
-    if media_type != GRAPHQL_RESPONSE or result.data is not None or not result.errors:
-        return 200
-    if any(e.path is not None for e in result.errors):
-        return 200  # a field's error nulled the whole answer: the request itself was fine
+def response_status(result: Any, media_type: str) -> tuple[int, dict[str, str]]:
+    """Status and headers of a GraphQL answer: 503 with Retry-After when the worker is busy or
+    the database unavailable; otherwise 200, except under GraphQL over HTTP's own media type
+    when nothing ran: 400 when the document did not parse or validate or the variables did not
+    coerce (such errors have no path), 500 when a bug of ours stopped it."""
+    if not result.errors:
+        return 200, {}
     codes = {(e.extensions or {}).get("code") for e in result.errors}
-    return 500 if INTERNAL in codes else 400
+    if busy := codes & UNAVAILABLE:
+        return 503, {"Retry-After": str(max(RETRY_AFTER_S[c] for c in busy))}
+    if media_type != GRAPHQL_RESPONSE or result.data is not None:
+        return 200, {}
+    if any(e.path is not None for e in result.errors):
+        return 200, {}  # a field's error nulled the whole answer: the request itself was fine
+    return (500 if INTERNAL in codes else 400), {}
 
 
 class BadRequest(ValueError):
@@ -110,8 +98,8 @@ def graphql_params(body: bytes, content_type: str) -> tuple[str, dict | None, st
         raise BadRequest(f"send the request as application/json, not {content_type or 'nothing'}")
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the body is not JSON: {e}") from None
+    except (msgspec.DecodeError, RecursionError) as e:  # RecursionError: nested too deeply
+        raise BadRequest(f"the body is not JSON that can be read: {e}") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object with `query` (batches are not accepted)")
     query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
@@ -126,6 +114,11 @@ def graphql_params(body: bytes, content_type: str) -> tuple[str, dict | None, st
 
 def _unauthenticated(request: Request, exc: Unauthenticated) -> Response:
     return _graphql_error(str(exc), exc.code, 401, {"WWW-Authenticate": 'Bearer realm="geocredit"'})
+
+
+def _unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
+    retry = {"Retry-After": str(RETRY_AFTER_S[exc.code])}
+    return _graphql_error(str(exc), exc.code, 503, retry)
 
 
 def _too_large(request: Request, exc: HTTPException) -> Response:
@@ -160,6 +153,32 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """`work`, cancelled at its next await if the client disconnects first (ClientGone): a
+    client that gave up holds no connection and costs no more CPU."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()  # the client left, or this handler was cancelled itself
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # its connections are back in the pool before we go on
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
 def graphql_controller(production: bool) -> type:
     """strawberry's Litestar controller at /graphql, with our JSON codec and error policy."""
     base = make_graphql_controller(
@@ -187,26 +206,28 @@ def graphql_controller(production: bool) -> type:
         def decode_json(self, data: str | bytes) -> object:
             try:
                 return msgspec.json.decode(data)
-            except msgspec.DecodeError as e:  # strawberry answers 400 to this one
+            except (msgspec.DecodeError, RecursionError) as e:  # strawberry answers 400
                 raise json.JSONDecodeError(str(e), "", 0) from None
 
         @post(status_code=200)
         async def handle_http_post(self, request: Request) -> Response:
-            """POST, the approval systems' path, without strawberry's generic view (content
-            negotiation, batching, uploads, streaming): that view cost more CPU than executing
-            an `eligibility` query. JSON in, JSON out; GET and GraphiQL stay strawberry's."""
+            """POST, the approval systems' path: JSON in, JSON (or GraphQL over HTTP's own
+            type) out, every refusal with a code; GET and GraphiQL stay strawberry's."""
             context = await graphql_context(request)  # 401 before anything else
-            media_type = response_media_type(request.headers.get("accept", ""))
+            media_type = response_media_type(request.accept)
             try:
                 query, variables, name = graphql_params(
                     await request.body(), request.content_type[0]
                 )
-                result = await self.schema.execute(
-                    query,
-                    variables,
-                    context_value=context,
-                    operation_name=name,
-                    allowed_operation_types=POST_OPERATIONS,
+                result = await unless_disconnected(
+                    request,
+                    self.schema.execute(
+                        query,
+                        variables,
+                        context_value=context,
+                        operation_name=name,
+                        allowed_operation_types=POST_OPERATIONS,
+                    ),
                 )
             except BadRequest as e:
                 problem = str(e)
@@ -214,13 +235,19 @@ def graphql_controller(production: bool) -> type:
                 problem = e.as_http_error_reason()
             except InvalidOperationTypeError as e:
                 problem = e.as_http_error_reason("POST")
+            except ClientGone:
+                log.info("client disconnected: its request was cancelled")
+                return Response(b"", status_code=503)  # nobody reads it
             else:
                 body = await self.process_result(request, result)
-                status = response_status(result, media_type)
-                if status != 200:
+                status, headers = response_status(result, media_type)
+                if status != 200 and media_type == GRAPHQL_RESPONSE and result.data is None:
                     body.pop("data", None)  # GraphQL over HTTP: nothing ran, no data entry
                 return Response(
-                    msgspec.json.encode(body), status_code=status, media_type=media_type
+                    msgspec.json.encode(body),
+                    status_code=status,
+                    headers=headers,
+                    media_type=media_type,
                 )
             return _graphql_error(problem, BAD_REQUEST, 400, media_type=media_type)
 
@@ -243,7 +270,9 @@ def create_app(
     with_scheduler: bool = False,
     extra_routes: Sequence[ControllerRouterHandler] = (),
     log_level: str | None = None,
+    on_startup: Sequence[Callable[[], Any]] = (),
 ) -> Litestar:
+    """The application; process-wide runtime settings are its entry points' (`on_startup`)."""
     settings = settings or get_settings()
     configure_logging(log_level or os.environ.get("GEOCREDIT_LOG_LEVEL", "INFO"))
     url = database_url or db.database_url(settings)
@@ -267,10 +296,14 @@ def create_app(
     return Litestar(
         route_handlers=[graphql, *ROUTES, *extra_routes],
         middleware=[request_id_middleware],
-        exception_handlers={Unauthenticated: _unauthenticated, 413: _too_large},
+        exception_handlers={
+            Unauthenticated: _unauthenticated,
+            DatabaseUnavailable: _unavailable,
+            413: _too_large,
+        },
         after_exception=[_log_unhandled],
         request_max_body_size=MAX_BODY_BYTES,
-        on_startup=[heap.freeze_long_lived, *([start_scheduler] if with_scheduler else [])],
+        on_startup=[*on_startup, *([start_scheduler] if with_scheduler else [])],
         on_shutdown=[stop],
         state=State(
             {
@@ -288,9 +321,10 @@ def create_app(
 
 def create_api_app() -> Litestar:
     """The API alone (`geocredit api`)."""
-    return create_app()
+    return create_app(on_startup=[heap.freeze_long_lived])
 
 
 def create_serve_app() -> Litestar:
-    """API and scheduler in one process (`geocredit serve`)."""
-    return create_app(with_scheduler=True)
+    """API and scheduler in one process (`geocredit serve`); the scheduler's pulls run in
+    processes of their own, so that their runtime settings are not the API's."""
+    return create_app(with_scheduler=True, on_startup=[heap.freeze_long_lived])

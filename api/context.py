@@ -1,29 +1,44 @@
 """What a request runs with: the process-wide services, and per request the caller, the clock and
-fresh DataLoaders (a caching loader kept per process would serve stale data across callers; the
-process-wide `SharedStandingReads` keeps nothing)."""
+fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import psycopg
 from litestar import Request
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 
-from api.errors import Unauthenticated
+from api.errors import DATABASE_UNAVAILABLE, ApiError, Unauthenticated
 from api.observability import Metrics
 from registry import auth, db
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
 from scoring.rulebook import Rulebook, load_rulebook
 
-T = TypeVar("T")
+HEAVY_IN_FLIGHT = 2
+"""Heavy requests (large batches) a worker runs at once; more are refused with 503."""
+
+
+class Admission:
+    """How many heavy requests a worker runs at once (api.schema.extensions.RequestLimits);
+    those beyond are refused, not queued: a queue would keep working for clients that have
+    long given up, while every other request waits behind it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def enter(self) -> bool:
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
 
 class TokenCache:
@@ -53,7 +68,8 @@ class TokenCache:
 
 @dataclass
 class Services:
-    """Process-wide: built once by the app factory."""
+    """Process-wide: built once by the app factory. One engine, one connection pool: every
+    read and write of the API goes through it."""
 
     engine: AsyncEngine
     rulebook: Rulebook
@@ -61,13 +77,14 @@ class Services:
     production: bool
     database_url: str
     tokens: TokenCache = field(default_factory=TokenCache)
+    admission: Admission = field(default_factory=lambda: Admission(HEAVY_IN_FLIGHT))
     sessions: async_sessionmaker[AsyncSession] = field(init=False)
     reads: AsyncEngine = field(init=False)
-    decision_pool: AsyncConnectionPool = field(init=False)
-    standings: "SharedStandingReads" = field(init=False)
 
     @classmethod
     def for_database(cls, url: str, *, production: bool = False, **engine_kw: Any) -> "Services":
+        # A request waits for a pooled connection as long as for a new one, then fails (503).
+        engine_kw.setdefault("pool_timeout", db.CONNECT_TIMEOUT_S)
         return cls(
             engine=db.make_async_engine(url, **engine_kw),
             rulebook=load_rulebook(),
@@ -78,41 +95,11 @@ class Services:
 
     def __post_init__(self) -> None:
         self.sessions = session_factory(self.engine)
-        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
+        # The same engine and pool, in autocommit: reads need no transaction (saves the
+        # BEGIN and ROLLBACK round trips).
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # The approval systems' hot path reads on plain psycopg connections: SQLAlchemy's
-        # checkout (greenlet hop, pre-ping round trip) cost more than the query.
-        self.decision_pool = AsyncConnectionPool(
-            db.libpq_url(self.database_url),
-            kwargs={"autocommit": True, **db.connect_args()},
-            min_size=2,
-            max_size=10,
-            timeout=db.CONNECT_TIMEOUT_S,  # to wait for a connection: then the read fails
-            open=False,
-            name="decision-reads",
-        )
-        self.standings = SharedStandingReads(self)
-
-    async def decision_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-        """`read` on a pooled autocommit connection. Pooled connections are not pinged before
-        use: when one turns out dead (a database restart kills them all), the pool is told to
-        test and replace its idle ones, and the read — safe to repeat — runs once more. Any
-        other failure (no connection within the timeout, a cancelled query) is not repeated."""
-        if self.decision_pool.closed:
-            await self.decision_pool.open()
-        conn = None
-        try:
-            async with self.decision_pool.connection() as conn:
-                return await read(conn)
-        except psycopg.OperationalError:
-            if conn is None or not conn.broken:
-                raise
-            await self.decision_pool.check()
-        async with self.decision_pool.connection() as conn:
-            return await read(conn)
 
     async def close(self) -> None:
-        await self.decision_pool.close()
         await self.engine.dispose()
 
     async def authenticate(self, authorization: str | None) -> auth.Client:
@@ -143,41 +130,22 @@ class Context(BaseContext, kw_only=True):
 
 
 def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
+    """Standings by credit code: what one request asks for in one turn of the event loop —
+    its aliases, a batch, a page of files — is read by one query."""
+
     async def load(codes: list[str]) -> list[FiledStanding | None]:
-        return await services.standings.load_many([(code, now) for code in codes])
+        async with services.reads.connect() as conn:
+            found = await load_standings(conn, codes, now)
+        return [found[code] for code in codes]
 
     return DataLoader(load_fn=load)
 
 
-SHARED_READ_MAX = 500
-"""Codes per shared read, at most: a reviewer's long page does not hold up many decisions."""
+class DatabaseUnavailable(ApiError):
+    """The database cannot be reached: answered with HTTP 503 before GraphQL runs."""
 
-
-class SharedStandingReads:
-    """The standings that requests in flight ask for in the same turn of the event loop, read
-    by one query: under load, several requests share a pool checkout and a round trip. Nothing
-    is kept between turns (each request's own loader keeps its answers for the request).
-
-    The query keeps listings active at the earliest `now` of the turn; each decision then
-    applies its own request's `now` (`scoring.decision.decide` drops a listing ended by then)."""
-
-    def __init__(self, services: "Services") -> None:
-        self.services = services
-        self._loader: DataLoader[tuple[str, datetime], FiledStanding | None] | None = None
-
-    def load_many(self, keys: list[tuple[str, datetime]]) -> Awaitable[list]:
-        loop = asyncio.get_running_loop()
-        if self._loader is None or self._loader.loop is not loop:
-            self._loader = DataLoader(
-                load_fn=self._read, cache=False, loop=loop, max_batch_size=SHARED_READ_MAX
-            )
-        return self._loader.load_many(keys)
-
-    async def _read(self, keys: list[tuple[str, datetime]]) -> list[FiledStanding | None]:
-        now = min(now for _, now in keys)
-        codes = [code for code, _ in keys]
-        found = await self.services.decision_read(lambda conn: load_standings(conn, codes, now))
-        return [found[code] for code in codes]
+    def __init__(self) -> None:
+        super().__init__("the database is unavailable: retry shortly", DATABASE_UNAVAILABLE)
 
 
 async def graphql_context(request: Request) -> Context:
@@ -186,7 +154,10 @@ async def graphql_context(request: Request) -> Context:
     services: Services = request.app.state.services
     client = None
     if request.method != "GET" or "query" in request.query_params:
-        client = await services.authenticate(request.headers.get("authorization"))
+        try:
+            client = await services.authenticate(request.headers.get("authorization"))
+        except db.UNREACHABLE as e:
+            raise DatabaseUnavailable() from e
     return request_context(services, client, request.scope["state"].get("request_id", "-"))
 
 

@@ -68,6 +68,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # strawberry logs every GraphQL error, expected ones too; api.schema.errors logs the
+    # unexpected ones, with the request id.
+    logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
 
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"

@@ -3,7 +3,6 @@
 import time
 from dataclasses import dataclass, field
 
-import psycopg
 import sqlalchemy as sa
 from litestar import MediaType, Request, Response, get
 from litestar.openapi import ResponseSpec
@@ -11,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.context import Services
 from api.observability import log
+from registry import db
 
 
 @dataclass
@@ -45,12 +45,13 @@ async def readyz(request: Request) -> Response[Readiness]:
     head = request.app.state.head_revision
     current, problems, database = None, [], "ok"
     try:
-        # through the pool the approval systems' reads take: ready means they can get a
+        # through the pool every request's reads take: ready means they can get a
         # connection and a query answered now
-        current = await services.decision_read(_schema_revision)
-    except psycopg.errors.UndefinedTable:
+        async with services.reads.connect() as conn:
+            current = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    except sa.exc.ProgrammingError:
         problems.append("the database has no schema: run `geocredit migrate`")
-    except (psycopg.Error, OSError) as e:  # PoolTimeout included
+    except db.UNREACHABLE as e:  # no pooled connection in time included
         database = "unreachable"
         problems.append(f"database unreachable: {' '.join(str(e).split())[:200]}")
     if database == "ok" and current != head:
@@ -58,11 +59,6 @@ async def readyz(request: Request) -> Response[Readiness]:
     ready = not problems
     body = Readiness(ready, database, current, head, problems)
     return Response(body, status_code=200 if ready else 503)
-
-
-async def _schema_revision(conn: psycopg.AsyncConnection) -> str | None:
-    row = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
-    return row[0] if row else None
 
 
 _JOB_RUNS = sa.text(

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +22,18 @@ CONNECT_TIMEOUT_S = 3  # with start-up, an unreachable server is reported within
 
 class DatabaseUnavailable(RuntimeError):
     pass
+
+
+UNREACHABLE = (
+    sa.exc.OperationalError,  # refused, terminated, restarting, a query cancelled
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,  # no pooled connection in time
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    OSError,
+)
+"""What a failure to reach the database (or to get a connection in time) raises: a request that
+meets one may succeed when retried a little later."""
 
 
 def database_url(settings: Settings | None = None) -> str:

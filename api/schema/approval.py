@@ -13,7 +13,6 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from api.errors import (
-    BATCH_TOO_LARGE,
     CASE_REFERENCE_CONFLICT,
     INVALID_CREDIT_CODE,
     INVALID_INPUT,
@@ -28,15 +27,16 @@ from api.schema.base import (
     root_field,
     root_mutation,
 )
+from api.schema.node import database_ids
 from registry import db, screening
 from registry.creditcode import InvalidCreditCode, normalize_credit_code
 from registry.roles import Action, may
-from registry.standing import FiledStanding, companies_by_id, load_standings
+from registry.standing import FiledStanding, companies_by_id
 from scoring.decision import Decision, decide
 from scoring.model import ApplicationKind
 
 MAX_BATCH = 1000
-"""Most requests one `eligibilities` call may carry."""
+"""Most credit codes one request may ask for (api.schema.extensions.RequestLimits counts them)."""
 
 
 @strawberry.type(description="A company with a credit file (企业回灌信用档案).")
@@ -49,8 +49,9 @@ class Company(relay.Node):
     async def resolve_nodes(
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list["Company | None"]:
-        ids = [int(i) for i in node_ids]
-        found = await info.context.services.decision_read(lambda conn: companies_by_id(conn, ids))
+        ids = database_ids(node_ids)
+        async with info.context.services.reads.connect() as conn:
+            found = await companies_by_id(conn, ids)
         return [
             cls(id=i, credit_code=found[i].credit_code, name=found[i].name) if i in found else None
             for i in ids
@@ -130,7 +131,7 @@ class ScreeningDecision(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list["ScreeningDecision | None"]:
         """An approval system sees the decisions it asked for; reviewers and admins see all."""
-        ids = [int(i) for i in node_ids]
+        ids = database_ids(node_ids)
         client = caller(info)
         async with info.context.services.sessions() as session:
             found = await screening.screening_by_decision_ids(session, ids)
@@ -207,26 +208,21 @@ class Query:
     ) -> Eligibility:
         code = _code(credit_code)
         ctx = info.context
-        # Read together with every request in flight (aliases of this one included).
-        (filed,) = await ctx.services.standings.load_many([(code, ctx.now)])
+        filed = await ctx.standings.load(code)  # with this request's other fields (aliases)
         decision = decide(filed.standing if filed else None, kind, ctx.services.rulebook, ctx.now)
         _count(info, [(decision, kind)], "eligibility")
         return _eligibility(code, filed, decision)
 
     @root_field(
         Action.READ_DECISIONS,
-        description=f"`eligibility` for many codes at once (at most {MAX_BATCH}), in request order.",
+        description=(
+            f"`eligibility` for many codes at once, in request order: at most {MAX_BATCH} per "
+            "request, every `eligibilities` field and alias counted."
+        ),
     )
     async def eligibilities(
         self, info: Info, requests: list[EligibilityRequest]
     ) -> list[Eligibility]:
-        if len(requests) > MAX_BATCH:
-            raise ApiError(
-                f"at most {MAX_BATCH} requests per call, got {len(requests)}: split the batch",
-                BATCH_TOO_LARGE,
-                max=MAX_BATCH,
-                got=len(requests),
-            )
         codes, invalid = [], []
         for i, r in enumerate(requests):
             try:
@@ -241,10 +237,7 @@ class Query:
                 invalid=invalid,
             )
         ctx = info.context
-        # One set-based read for the whole batch, without the DataLoader: its per-key futures
-        # cost more than the query for 1,000 codes (the same query, the same `now`).
-        found = await ctx.services.decision_read(lambda conn: load_standings(conn, codes, ctx.now))
-        filed = [found[c] for c in codes]
+        filed = await ctx.standings.load_many(codes)
         rulebook, now = ctx.services.rulebook, ctx.now
         decisions = [
             decide(f.standing if f else None, r.kind, rulebook, now)

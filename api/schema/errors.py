@@ -1,25 +1,18 @@
-"""Error codes and masking: what every GraphQL error looks like when it leaves."""
+"""Error codes and masking: what every GraphQL error looks like when it leaves.
 
+Codes travel with the errors (`extensions.code`): ApiError's own, the limits' (set where the
+limits report them, api.schema.extensions). An error with none is graphql-core's validation or
+variable coercion, a database that cannot be reached, or a bug."""
+
+import psycopg
+import sqlalchemy as sa
 import structlog
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError
 
 from api import errors
-from api.errors import ApiError
+from registry import db
 
 log = structlog.get_logger("geocredit.api")
-
-
-def _code_of(error: GraphQLError) -> str:
-    """The code of an error graphql-core raised itself (syntax, validation, limits, input)."""
-    message = error.message
-    if isinstance(error, GraphQLSyntaxError):
-        too_long = "more than" in message and "tokens" in message
-        return errors.TOO_MANY_TOKENS if too_long else errors.PARSE_FAILED
-    if "exceeds maximum operation depth" in message or "Maximum introspection depth" in message:
-        return errors.QUERY_TOO_DEEP
-    if "aliases found" in message:
-        return errors.TOO_MANY_ALIASES
-    return errors.VALIDATION_FAILED
 
 
 def _with_code(error: GraphQLError, message: str, extensions: dict) -> GraphQLError:
@@ -28,24 +21,42 @@ def _with_code(error: GraphQLError, message: str, extensions: dict) -> GraphQLEr
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    """What a developer may see of an unexpected error: never SQL (SQLAlchemy's messages quote
+    the statement, PostgreSQL's may quote a line of it)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        exc = exc.orig or exc
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        return f"{type(exc).__name__}: {exc.diag.message_primary}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
 def apply_error_policy(
     errors_: list[GraphQLError], *, production: bool, request_id: str
 ) -> list[GraphQLError]:
-    """Every error leaves with `extensions.code`. Expected errors (ApiError, and graphql-core's
-    own syntax and validation errors) are shown as they are; anything else is a bug: logged with
-    the request id, and in production replaced by a message that only quotes that id."""
+    """Every error leaves with `extensions.code`. Expected errors are shown as they are; an
+    unreachable database is DATABASE_UNAVAILABLE; anything else is a bug: logged with the
+    request id, and replaced by a message that quotes that id (in production, alone)."""
     out = []
     for error in errors_:
         original = error.original_error
-        if isinstance(original, ApiError) or (error.extensions or {}).get("code"):
+        if (error.extensions or {}).get("code"):
             out.append(error)
         elif original is None or isinstance(original, GraphQLError):
-            out.append(_with_code(error, error.message, {"code": _code_of(error)}))
+            out.append(_with_code(error, error.message, {"code": errors.VALIDATION_FAILED}))
+        elif isinstance(original, db.UNREACHABLE):
+            log.warning("database unavailable", path=error.path, error=_first_line(original))
+            message = "the database is unavailable: retry shortly"
+            out.append(_with_code(error, message, {"code": errors.DATABASE_UNAVAILABLE}))
+        elif isinstance(original, RecursionError) and error.path is None:
+            message = "the request nests too deeply"
+            out.append(_with_code(error, message, {"code": errors.QUERY_TOO_DEEP}))
         else:
             log.error("unexpected error", path=error.path, exc_info=original)
-            message = (
-                f"internal error; quote request id {request_id}" if production else error.message
-            )
+            message = f"internal error; quote request id {request_id}"
+            if not production:
+                message = f"{message} ({_first_line(original)})"
             out.append(
                 _with_code(error, message, {"code": errors.INTERNAL, "requestId": request_id})
             )

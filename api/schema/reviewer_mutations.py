@@ -20,6 +20,7 @@ from api.errors import INVALID_ID
 from api.loaders_reviewer import forget
 from api.schema.approval import UserError
 from api.schema.base import Info, caller, root_mutation
+from api.schema.node import database_id
 from api.schema.reviewer_types import (
     Appeal,
     CreditFile,
@@ -267,7 +268,7 @@ def _node_id(value: str, cls: type, field: str) -> int:
         gid = relay.GlobalID.from_id(value)
         if gid.type_name != cls.__name__:
             raise ValueError(gid.type_name)
-        return int(gid.node_id)
+        return database_id(gid.node_id)
     except ValueError:
         message = f"{value!r} is not the id of a {cls.__name__}"
         raise Refused([Problem(INVALID_ID, message, (field,))]) from None

@@ -20,6 +20,7 @@ from api.errors import ApiError
 from api.loaders_reviewer import loaders
 from api.schema.approval import Company, Reason, ScreeningDecision
 from api.schema.base import ApplicationKindEnum, DecisionEnum, GradeEnum, Info, caller
+from api.schema.node import database_ids
 from registry import creditfile
 from registry.creditfile import Row, View
 from registry.models import PermitKind, ProjectType, WellRole
@@ -149,7 +150,7 @@ class FileNode(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: Info, node_ids: Any, required: bool = False) -> list[Any]:
-        ids = [int(i) for i in node_ids]
+        ids = database_ids(node_ids)
         if not may(caller(info).role, Action.READ_CREDIT_FILES):
             return [None] * len(ids)
         rows = await loaders(info.context).row(VIEWS[cls]).load_many(ids)

@@ -1,13 +1,10 @@
 """/readyz says why the service is not ready: no schema, or a database it cannot reach."""
 
-import time
-
-import psycopg_pool
-import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from registry.db import CONNECT_TIMEOUT_S
+from registry.auth import Client, new_token, token_hash
+from registry.models import Role
 
 
 async def test_not_ready_without_the_schema(empty_db_url):
@@ -30,19 +27,20 @@ async def test_not_ready_when_the_database_is_unreachable():
     assert metrics.status_code == 200 and "geocredit_http_requests_total" in metrics.text
 
 
-async def test_decision_reads_fail_once_and_soon_when_the_database_is_unreachable():
-    """No connection within the pool's timeout is not a dead connection: no second wait."""
-    services = create_app(database_url="postgresql+psycopg://geo@127.0.0.1:9/nowhere").state[
-        "services"
-    ]
-    calls = []
-
-    async def read(conn):
-        calls.append(conn)
-
-    started = time.monotonic()
-    with pytest.raises(psycopg_pool.PoolTimeout):
-        await services.decision_read(read)
-    assert time.monotonic() - started < 2 * CONNECT_TIMEOUT_S  # waited once, not twice
-    assert calls == []
-    await services.close()
+async def test_graphql_answers_503_while_the_database_is_unreachable():
+    """Whether the token must be looked up or is known already, a request that cannot reach
+    the database is told to retry (503, Retry-After, DATABASE_UNAVAILABLE), never a 500."""
+    app = create_app(database_url="postgresql+psycopg://geo@127.0.0.1:9/nowhere")
+    known = new_token()
+    app.state.services.tokens.put(token_hash(known), Client(1, "known", Role.APPROVAL_SYSTEM))
+    query = {
+        "query": '{ eligibility(creditCode: "91140100MA0L4UNX2R", kind: NEW_WELL) { decision } }'
+    }
+    async with AsyncTestClient(app) as client:
+        for token in (new_token(), known):
+            r = await client.post(
+                "/graphql", json=query, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert r.status_code == 503, r.text
+            assert int(r.headers["retry-after"]) > 0
+            assert [e["extensions"]["code"] for e in r.json()["errors"]] == ["DATABASE_UNAVAILABLE"]
