@@ -24,7 +24,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from api.console import ConsolePlugin, assets, graphiql_page
-from api.context import DatabaseUnavailable, Services, graphql_context
+from api.context import Context, DatabaseUnavailable, Services, graphql_context
 from api.errors import (
     BAD_REQUEST,
     DATABASE_UNAVAILABLE,
@@ -157,9 +157,12 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """`work`, cancelled at its next await if the client disconnects first (ClientGone): a
-    client that gave up holds no connection and costs no more CPU."""
+async def unless_disconnected(
+    request: Request, context: Context, work: Coroutine[Any, Any, T]
+) -> T:
+    """`work`; when the client disconnects first, a query is cancelled at its next await
+    (ClientGone): a client that gave up costs no more CPU. A mutation, once running, is
+    finished (its reads and writes are one transaction either way)."""
 
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
@@ -168,15 +171,15 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     task, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and context.cancellable:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise ClientGone
+        return await task
     finally:
         gone.cancel()
-        if not task.done():
-            task.cancel()  # the client left, or this handler was cancelled itself
-            with contextlib.suppress(asyncio.CancelledError):
-                await task  # its connections are back in the pool before we go on
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
+        task.cancel()  # when this handler is cancelled itself (the server stops)
 
 
 def graphql_controller(production: bool) -> type:
@@ -221,6 +224,7 @@ def graphql_controller(production: bool) -> type:
                 )
                 result = await unless_disconnected(
                     request,
+                    context,
                     self.schema.execute(
                         query,
                         variables,

@@ -1,13 +1,15 @@
 """What a request runs with: the process-wide services, and per request the caller, the clock and
 fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 
@@ -17,6 +19,8 @@ from registry import auth, db
 from registry.db import session_factory
 from registry.standing import FiledStanding, load_standings
 from scoring.rulebook import Rulebook, load_rulebook
+
+T = TypeVar("T")
 
 HEAVY_IN_FLIGHT = 2
 """Heavy requests (large batches) a worker runs at once; more are refused with 503."""
@@ -99,6 +103,18 @@ class Services:
         # BEGIN and ROLLBACK round trips).
         self.reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
+    async def read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`work` on a pooled connection in autocommit. It runs to its end even when the
+        request is cancelled meanwhile (its client disconnected), and the caller stops waiting
+        at once: a read cancelled halfway through the pool's checkout would never give its
+        connection back."""
+
+        async def run() -> T:
+            async with self.reads.connect() as conn:
+                return await work(conn)
+
+        return await asyncio.shield(run())
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -110,8 +126,7 @@ class Services:
         digest = auth.token_hash(token)
         client = self.tokens.get(digest)
         if client is None:
-            async with self.reads.connect() as conn:
-                client = await auth.client_for_token(conn, token)
+            client = await self.read(lambda conn: auth.client_for_token(conn, token))
             if client is None:
                 raise Unauthenticated("unknown or revoked API token")
             self.tokens.put(digest, client)
@@ -127,6 +142,7 @@ class Context(BaseContext, kw_only=True):
     now: datetime
     standings: DataLoader[str, FiledStanding | None]
     extra: dict[str, Any]  # per-request room for loaders of other schema modules
+    cancellable: bool = False  # a query: it stops when its client disconnects
 
 
 def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
@@ -134,8 +150,7 @@ def standings_loader(services: Services, now: datetime) -> DataLoader[str, Filed
     its aliases, a batch, a page of files — is read by one query."""
 
     async def load(codes: list[str]) -> list[FiledStanding | None]:
-        async with services.reads.connect() as conn:
-            found = await load_standings(conn, codes, now)
+        found = await services.read(lambda conn: load_standings(conn, codes, now))
         return [found[code] for code in codes]
 
     return DataLoader(load_fn=load)

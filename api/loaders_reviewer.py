@@ -22,7 +22,7 @@ PageKey = tuple[int, int, Any, tuple[tuple[str, tuple[Any, ...]], ...]]
 
 class ReviewerLoaders:
     def __init__(self, services: Services) -> None:
-        self.reads = services.reads
+        self.read = services.read
         self._loaders: dict[Hashable, DataLoader] = {}
 
     def _get(self, key: Hashable, load_fn: Any) -> DataLoader:
@@ -35,8 +35,7 @@ class ReviewerLoaders:
         """One row of `view` by id."""
 
         async def load(ids: list[int]) -> list[Row | None]:
-            async with self.reads.connect() as conn:
-                found = await creditfile.children(conn, view, "id", ids)
+            found = await self.read(lambda conn: creditfile.children(conn, view, "id", ids))
             return [found[i][0] if found[i] else None for i in ids]
 
         return self._get(("row", view), load)
@@ -45,8 +44,7 @@ class ReviewerLoaders:
         """All rows of `view` whose `column` is the key, in the view's order."""
 
         async def load(ids: list[int]) -> list[list[Row]]:
-            async with self.reads.connect() as conn:
-                found = await creditfile.children(conn, view, column, ids)
+            found = await self.read(lambda conn: creditfile.children(conn, view, column, ids))
             return [found[i] for i in ids]
 
         return self._get(("children", view, column), load)
@@ -59,13 +57,16 @@ class ReviewerLoaders:
             for parent, *rest in keys:
                 groups[tuple(rest)].append(parent)
             found: dict[PageKey, Page] = {}
-            async with self.reads.connect() as conn:
+
+            async def read(conn: Any) -> None:
                 for (first, after, filters), parents in groups.items():
                     pages = await creditfile.pages(
                         conn, view, column, parents, first, after, filters
                     )
                     for parent, page in pages.items():
                         found[(parent, first, after, filters)] = page
+
+            await self.read(read)
             return [found[k] for k in keys]
 
         return self._get(("page", view, column), load)

@@ -27,6 +27,8 @@ from prometheus_client import values as metric_values
 from prometheus_client.metrics import MetricWrapperBase
 
 REQUEST_ID_HEADER = "x-request-id"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""HTTP methods counted by name; any other is counted as `other` (labels are a bounded set)."""
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 log = structlog.get_logger("geocredit.api")
@@ -228,7 +230,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             metrics: Metrics | None = scope["litestar_app"].state.get("metrics")
             if metrics is not None:
                 route = scope.get("path_template") or "unmatched"
-                method = scope["method"]
+                method = scope["method"] if scope["method"] in METHODS else "other"
                 metrics.labelled(metrics.http_requests, method, route, str(status)).inc()
                 latency = metrics.labelled(metrics.http_latency, method, route)
                 latency.observe(time.perf_counter() - started)

@@ -50,8 +50,7 @@ class Company(relay.Node):
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list["Company | None"]:
         ids = database_ids(node_ids)
-        async with info.context.services.reads.connect() as conn:
-            found = await companies_by_id(conn, ids)
+        found = await info.context.services.read(lambda conn: companies_by_id(conn, ids))
         return [
             cls(id=i, credit_code=found[i].credit_code, name=found[i].name) if i in found else None
             for i in ids

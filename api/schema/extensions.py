@@ -21,6 +21,7 @@ from graphql import (
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     StringValueNode,
     ValidationContext,
@@ -115,9 +116,15 @@ class SyntaxErrorCodes(SchemaExtension):
 
 class OperationMetrics(SchemaExtension):
     """Counts and times every operation under a label from a bounded set: `query:eligibility`
-    for an operation whose root fields are all the same field of the schema (aliases included),
-    `other` for anything else — several fields, fragments at the root, a document that does
-    not parse or validate."""
+    for a valid operation whose root fields are all the same field of the schema (aliases
+    included), `other` for anything else — several fields, fragments at the root, a document
+    that does not parse or validate, an operation type refused."""
+
+    valid = False
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self.valid = not self.execution_context.pre_execution_errors
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
@@ -139,7 +146,7 @@ class OperationMetrics(SchemaExtension):
     def _label(self) -> str:
         ctx = self.execution_context
         operation = _operation(ctx.graphql_document, ctx.operation_name)
-        if operation is None or ctx.pre_execution_errors:
+        if operation is None or not self.valid:
             return OTHER  # names in an invalid document are the caller's, not the schema's
         names = {
             s.name.value if isinstance(s, FieldNode) else None
@@ -175,6 +182,8 @@ class RequestLimits(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         operation = _operation(ctx.graphql_document, ctx.operation_name)
+        if operation is not None and hasattr(ctx.context, "cancellable"):
+            ctx.context.cancellable = operation.operation == OperationType.QUERY
         refusal = _nul_string(ctx.query or "", ctx.graphql_document, ctx.variables)
         codes = 0
         if refusal is None and operation is not None:

@@ -77,10 +77,10 @@ class Query:
             search=(f.search or "").strip() or None,
         )
         ctx = info.context
-        async with ctx.services.reads.connect() as conn:
-            page = await creditfile.companies(
-                conn, wanted, ctx.now, page_size(first), decode_cursor(after, int)
-            )
+        size, cursor = page_size(first), decode_cursor(after, int)
+        page = await ctx.services.read(
+            lambda conn: creditfile.companies(conn, wanted, ctx.now, size, cursor)
+        )
         edges = [(build(CreditFile, r), r["id"]) for r in page.rows]
         return connection(edges, page.has_next, after)
 
@@ -96,15 +96,11 @@ class Query:
     ) -> relay.Connection[SupervisionEntry]:
         ctx = info.context
         today = periods.local_date(ctx.now, ctx.services.rulebook)
-        async with ctx.services.reads.connect() as conn:
-            page = await creditfile.supervision_list(
-                conn,
-                ctx.now,
-                today,
-                ctx.services.rulebook.supervision.inspection_every_months,
-                page_size(first),
-                decode_cursor(after, _due_cursor),
-            )
+        every = ctx.services.rulebook.supervision.inspection_every_months
+        size, cursor = page_size(first), decode_cursor(after, _due_cursor)
+        page = await ctx.services.read(
+            lambda conn: creditfile.supervision_list(conn, ctx.now, today, every, size, cursor)
+        )
         edges = [
             (
                 SupervisionEntry(
