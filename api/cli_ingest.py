@@ -30,6 +30,7 @@ def pull(
 
     from jobs import ingest
     from jobs.platform import utc_text
+    from registry import heap
 
     cli = _cli()
     url = cli.db.database_url()
@@ -55,9 +56,10 @@ def pull(
             )
 
         try:
-            result = asyncio.run(
-                ingest.pull_job(key, url, platform_url, page_size=page_size, progress=progress)
-            )
+            with heap.tuned_for_a_pull():  # this process does nothing else
+                result = asyncio.run(
+                    ingest.pull_job(key, url, platform_url, page_size=page_size, progress=progress)
+                )
         except ingest.PullBusy as exc:
             raise cli.CliError(str(exc)) from None
         except ingest.PullFailed as exc:

@@ -18,7 +18,6 @@ import contextlib
 import gc
 import json
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -62,7 +61,7 @@ from jobs.validation import (
     NOT_A_NUMBER,
     UNKNOWN_DATASTREAM,
 )
-from registry import db, heap
+from registry import db
 from registry.settings import get_settings
 
 __all__ = ["WATERMARK_SOURCE", "PullBusy", "PullFailed", "PullResult", "pull", "pull_job"]
@@ -474,7 +473,6 @@ async def pull(
     checked against (default: the clock, at each page). `when_locked` is awaited once this pull
     holds the pull lock, before anything is read.
     """
-    heap.freeze_long_lived()  # before anything of this pull exists
     settings = get_settings()
     url = url or db.database_url()
     timezone = timezone or settings.timezone
@@ -490,7 +488,6 @@ async def pull(
             store = stack.enter_context(Store.open(url, timezone))
             if when_locked is not None:
                 await when_locked()
-            stack.enter_context(quick_gil_handoff())
             factory = db.session_factory(engine)
             clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
             await _pull(store, factory, client, page_size, clock, timezone, result, progress)
@@ -501,21 +498,6 @@ async def pull(
         result.seconds = time.perf_counter() - started
         await engine.dispose()
     return result
-
-
-@contextlib.contextmanager
-def quick_gil_handoff(seconds: float = 0.0005):
-    """A shorter GIL switch interval while pages are stored. The storing thread wakes each time
-    PostgreSQL has taken its data or answered, and with the default 5 ms it then waits for the
-    checking thread to let go of the GIL while PostgreSQL idles: 1M rows stored in 12 s of COPY
-    at 5 ms, 8.8 s at 0.5 ms. The interval is the process's: under `geocredit serve` the API's
-    threads switch as often during a pull (which only shortens their waits)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 async def _pull(

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -41,11 +44,12 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from jobs.runs import Run, job_lock, recorded_run
-from registry import db
+from registry import db, heap
 from registry.settings import Settings
 from scoring import periods
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JOBSTORE_TABLE = "apscheduler_jobs"
 PARTITION_MONTHS_AHEAD = 2
@@ -108,33 +112,55 @@ def _recorded(job: str, key: str, work: Callable[[Run], dict]) -> None:
 
 
 def pull_then_roll_up_and_score(key: str) -> None:
-    from jobs import ingest
-
     ctx = _ctx()
     with job_lock(ctx.engine, "pull") as held:
         if held is None:
             log.info("pull %s: skipped (another worker is pulling)", key)
             return
-        try:
-            # ingest records the pull's own job_run row (and raises after recording a failure)
-            asyncio.run(
-                ingest.pull_job(
-                    key,
-                    db.database_url(ctx.settings),
-                    ctx.settings.platform_url,
-                    timezone=ctx.settings.timezone,
-                )
-            )
-        except ingest.PullBusy as exc:
-            log.info("pull %s: skipped (%s)", key, exc)
-            return
-        except ingest.PullFailed as exc:
-            log.warning("pull %s failed; the watermark stays: %s", key, exc)
+        settings = ctx.settings
+        url = db.database_url(settings)
+        outcome = run_in_own_process(
+            pull_window, key, url, settings.platform_url, settings.timezone
+        )
+        if outcome is not None:
+            how, why = outcome
+            if how == "skipped":
+                log.info("pull %s: skipped (%s)", key, why)
+                return
+            log.warning("pull %s failed; the watermark stays: %s", key, why)
     for job, work in (("rollup", roll_up), ("score", score)):
         try:
             _recorded(job, key, work)
         except Exception:
             log.exception("%s %s failed", job, key)
+
+
+def pull_window(key: str, url: str, platform_url: str, timezone: str) -> tuple[str, str] | None:
+    """The pull of window `key` (ingest records its own job_run row): None when it read the
+    feed to its end, else ("skipped" or "failed", why)."""
+    from jobs import ingest
+
+    try:
+        asyncio.run(ingest.pull_job(key, url, platform_url, timezone=timezone))
+    except ingest.PullBusy as exc:
+        return "skipped", str(exc)
+    except ingest.PullFailed as exc:
+        return "failed", str(exc)
+    return None
+
+
+def run_in_own_process(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a fresh process tuned for a pull (registry.heap): its garbage collector
+    and GIL settings are not those of the process that schedules it — under `geocredit serve`,
+    the API's."""
+    spawn = multiprocessing.get_context("spawn")  # nothing of this process's state is copied
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(_tuned, work, *args).result()
+
+
+def _tuned(work: Callable[..., T], *args: Any) -> T:
+    with heap.tuned_for_a_pull():
+        return work(*args)
 
 
 def roll_up(run: Run) -> dict:

@@ -1,6 +1,7 @@
 """The scheduler: two workers on one job store run each job window once; runs are recorded; a
 platform outage fails the pull and nothing else."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -148,6 +149,8 @@ def test_a_platform_outage_fails_the_pull_and_penalises_nobody(url, monkeypatch)
         raise ingest.PullFailed("PlatformError: connection refused", ingest.PullResult())
 
     monkeypatch.setattr(ingest, "pull_job", unreachable)
+    # here, not in a process of its own: that process would not see the stand-in above
+    monkeypatch.setattr(scheduler, "run_in_own_process", lambda work, *args: work(*args))
     scheduler.build_scheduler(Settings(database_url=url))
     eng = db.make_engine(url)
     try:
@@ -200,3 +203,12 @@ def test_partition_maintenance_creates_the_coming_months(url):
     assert f"observation_{first:%Y%m}" in names and len(names) >= 3
     ((status, counts),) = runs_
     assert status == "SUCCEEDED" and len(counts["months"]) == 3
+
+
+def test_a_scheduled_pull_runs_in_a_process_of_its_own():
+    """Under `geocredit serve` the API and the scheduler share a process: the pull's runtime
+    settings (a frozen heap, a short GIL switch interval) stay in the pull's own process."""
+    before = sys.getswitchinterval(), gc.get_freeze_count()
+    assert scheduler.run_in_own_process(os.getpid) != os.getpid()
+    assert scheduler.run_in_own_process(sys.getswitchinterval) < before[0]
+    assert (sys.getswitchinterval(), gc.get_freeze_count()) == before
