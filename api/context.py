@@ -22,8 +22,10 @@ from scoring.rulebook import Rulebook, load_rulebook
 
 T = TypeVar("T")
 
-HEAVY_IN_FLIGHT = 2
-"""Heavy requests (large batches) a worker runs at once; more are refused with 503."""
+HEAVY_IN_FLIGHT = 1
+"""Heavy requests (large batches) a worker runs at once; more are refused with 503. Completing
+a 1,000-code answer holds the event loop for ~0.1 s of CPU: one at a time keeps what every
+other request waits behind to one of them (bench/eligibility.py measures it)."""
 
 
 class Admission:

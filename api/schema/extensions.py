@@ -171,45 +171,48 @@ def _operation(document: DocumentNode | None, name: str | None) -> OperationDefi
 
 
 class RequestLimits(SchemaExtension):
-    """Checks made once a request is known to be valid, before anything runs:
+    """Checks made once a request is known to be valid, before anything runs, cheapest first:
 
-    - no string holds a NUL character (PostgreSQL text cannot): INVALID_STRING;
     - at most MAX_BATCH credit codes in the whole request, every `eligibilities` field and
       alias counted, duplicates included: BATCH_TOO_LARGE;
     - a heavy request (more than HEAVY_CODES codes) runs only while the worker runs fewer than
-      its limit of them; otherwise it is refused at once: OVERLOADED (HTTP 503, Retry-After)."""
+      its limit of them; otherwise it is refused at once: OVERLOADED (HTTP 503, Retry-After);
+    - no string holds a NUL character (PostgreSQL text cannot): INVALID_STRING.
+    A query is marked cancellable: it stops when its client disconnects (api.app)."""
 
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
+        services = getattr(ctx.context, "services", None)
         operation = _operation(ctx.graphql_document, ctx.operation_name)
-        if operation is not None and hasattr(ctx.context, "cancellable"):
+        if operation is None:  # strawberry refuses it before this hook
+            yield
+            return
+        if services is not None:
             ctx.context.cancellable = operation.operation == OperationType.QUERY
-        refusal = _nul_string(ctx.query or "", ctx.graphql_document, ctx.variables)
-        codes = 0
-        if refusal is None and operation is not None:
-            codes = _codes_asked(ctx.graphql_document, operation, ctx.variables or {})
-            if codes > MAX_BATCH:
-                refusal = GraphQLError(
-                    f"at most {MAX_BATCH} credit codes per request (every `eligibilities` "
-                    f"field and alias counted), got {codes}: split the batch",
-                    extensions={"code": errors.BATCH_TOO_LARGE, "max": MAX_BATCH, "got": codes},
-                )
-        admission = getattr(getattr(ctx.context, "services", None), "admission", None)
-        admitted = False
-        if refusal is None and codes > HEAVY_CODES and admission is not None:
-            admitted = admission.enter()
+        refusal, admitted = None, False
+        codes = _codes_asked(ctx.graphql_document, operation, ctx.variables or {})
+        if codes > MAX_BATCH:
+            refusal = GraphQLError(
+                f"at most {MAX_BATCH} credit codes per request (every `eligibilities` field "
+                f"and alias counted), got {codes}: split the batch",
+                extensions={"code": errors.BATCH_TOO_LARGE, "max": MAX_BATCH, "got": codes},
+            )
+        elif codes > HEAVY_CODES and services is not None:
+            admitted = services.admission.enter()
             if not admitted:
                 refusal = GraphQLError(
-                    f"this worker is busy with {admission.limit} large requests: retry shortly",
+                    f"this worker is busy with {services.admission.limit} large requests: "
+                    "retry shortly",
                     extensions={"code": errors.OVERLOADED},
                 )
+        refusal = refusal or _nul_string(ctx.query or "", ctx.graphql_document, ctx.variables)
         if refusal is not None:
             ctx.result = ExecutionResult(data=None, errors=[refusal])  # nothing runs
         try:
             yield
         finally:
             if admitted:
-                admission.leave()
+                services.admission.leave()
 
 
 def _codes_asked(
