@@ -4,6 +4,7 @@ ordinary eligibility is answered at once (a generous bound: this checks the pool
 benchmark)."""
 
 import asyncio
+import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -95,7 +96,7 @@ async def impatient_clients(url: str, token: str) -> Counter:
 def test_clients_that_give_up_on_full_batches_cannot_lock_the_service_out(loaded):
     server, token, engine = loaded
     seen = asyncio.run(impatient_clients(server.url, token))
-    assert seen["gave up"] > 0 and set(seen) <= {"gave up", 200, 503}, seen
+    assert set(seen) <= {"gave up", 200, 503}, seen
     time.sleep(1)
 
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -106,10 +107,6 @@ def test_clients_that_give_up_on_full_batches_cannot_lock_the_service_out(loaded
         assert r.json()["data"]["eligibility"]["decision"] == "ALLOW"
         assert http.get("/readyz", timeout=5).status_code == 200
 
-    cancelled = [
-        line for line in server.log_lines() if "client disconnected" in line.get("event", "")
-    ]
-    assert cancelled, "work for clients that gave up went on"
     with engine.connect() as conn:
         busy = conn.scalar(
             sa.text(
@@ -118,3 +115,34 @@ def test_clients_that_give_up_on_full_batches_cannot_lock_the_service_out(loaded
             )
         )
     assert busy == 0  # no query of theirs still runs
+
+
+def test_a_query_stops_when_its_client_disconnects(loaded):
+    """A full batch whose client hangs up at once is cancelled (and logged so), not finished."""
+    server, token, _ = loaded
+
+    async def hang_up() -> None:
+        body = json.dumps(
+            {
+                "query": BATCH,
+                "variables": {"r": [{"creditCode": c, "kind": "NEW_WELL"} for c in CODES]},
+            }
+        ).encode()
+        head = (
+            f"POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()  # before any answer could be ready
+
+    def cancelled() -> int:
+        return sum("client disconnected" in line.get("event", "") for line in server.log_lines())
+
+    before = cancelled()
+    asyncio.run(hang_up())
+    deadline = time.monotonic() + 10
+    while cancelled() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cancelled() == before + 1
