@@ -284,22 +284,28 @@ def _nul_string(
                 todo.append((f"{where}.{key}", item))
         elif isinstance(value, list):
             todo.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
-    if document is not None and _NUL_ESCAPE.search(query):
-        found: list[StringValueNode] = []
-
-        class Strings(Visitor):
-            def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-                if "\x00" in node.value:
-                    found.append(node)
-
-        visit(document, Strings())
-        if found:
+    if document is not None and _NUL_ESCAPE.search(query):  # an escape may spell one out
+        strings = _NulStrings()
+        visit(document, strings)
+        if strings.found:
             return GraphQLError(
                 _nul_message("a string in the document"),
-                found[0],
+                strings.found[0],
                 extensions={"code": errors.INVALID_STRING},
             )
     return None
+
+
+class _NulStrings(Visitor):
+    """The document's string values that hold a NUL character."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[StringValueNode] = []
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if "\x00" in node.value:
+            self.found.append(node)
 
 
 def _nul_message(where: str) -> str:

@@ -59,4 +59,20 @@ async def test_eligibilities_cost_a_constant_number_of_queries(
             body = r.json()
             assert "errors" not in body and len(body["data"]["eligibilities"]) == n
             counts[n] = len(statements)
-    assert counts[1] == counts[10] == counts[1000] == 1, counts  # companies with their findings
+        # Fields of one request read together: aliases of eligibility and a batch beside them.
+        aliased = f"""query($r: [EligibilityRequest!]!) {{
+            a: eligibility(creditCode: "{filed[0]}", kind: NEW_WELL) {{ decision }}
+            b: eligibility(creditCode: "{filed[40]}", kind: NEW_WELL) {{ decision }}
+            c: eligibilities(requests: $r) {{ decision }} }}"""
+        statements.clear()
+        r = await client.post(
+            "/graphql",
+            json={
+                "query": aliased,
+                "variables": {"r": [{"creditCode": filed[1], "kind": "NEW_WELL"}]},
+            },
+            headers=headers,
+        )
+        assert "errors" not in r.json()
+        counts["aliases"] = len(statements)
+    assert counts == {1: 1, 10: 1, 1000: 1, "aliases": 1}, counts  # companies with their findings
