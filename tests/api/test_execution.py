@@ -5,8 +5,10 @@ would stall every request in flight."""
 import gc
 import weakref
 
+from strawberry.extensions import ParserCache, ValidationCache
+
 from api.context import Services, request_context
-from api.schema import build_schema
+from api.schema import CACHE_SIZE, build_schema
 from registry.auth import Client
 from registry.models import Role
 
@@ -49,3 +51,17 @@ async def test_without_an_operation_name_the_first_operation_runs():
     assert result.errors is None and result.data == {"__typename": "Query"}
     result = await schema.execute(document, operation_name="Second")
     assert result.data == {"__schema": {"queryType": {"name": "Query"}}}
+
+
+async def test_a_repeated_document_is_parsed_and_validated_once():
+    """strawberry's caches hit: the limiters' validation rules are the same classes in every
+    request (the ValidationCache keys its entries on them)."""
+    schema = build_schema()
+    parsed = ParserCache(maxsize=CACHE_SIZE).cached_parse_document  # shared per size
+    validated = ValidationCache(maxsize=CACHE_SIZE).cached_validate_document
+    before = parsed.cache_info().hits, validated.cache_info().hits
+    for _ in range(3):
+        result = await schema.execute("query Repeated { __typename }")
+        assert result.errors is None
+    after = parsed.cache_info().hits, validated.cache_info().hits
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 2)
