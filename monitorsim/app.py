@@ -265,6 +265,7 @@ class MonitorSim:
                 "role": well.role,
                 "aquifer": well.aquifer,
                 "projectCode": p.code,
+                "projectName": p.name,
                 "projectType": p.type,
                 "operating": p.operating,
                 "companyCreditCode": p.company.credit_code,
@@ -370,9 +371,11 @@ def _company(co) -> dict:
         "name": co.name,
         "city": co.city,
         "role": co.role,
+        "filesMonthlyReports": co.files_reports,
         "projects": [
             {
                 "projectCode": p.code,
+                "projectName": p.name,
                 "projectType": p.type,
                 "city": p.city,
                 "operating": p.operating,

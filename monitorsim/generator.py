@@ -92,27 +92,37 @@ class ProjectSpec:
     operating: bool = True
 
 
-# The fixed roster every scenario starts with: (role, city, projects).
-ROSTER: list[tuple[str, str, list[ProjectSpec]]] = [
-    ("compliant", "太原", [ProjectSpec("MEDIUM_DEEP", 2, 3, 1, 1.0)]),
-    ("low_reinjection_80", "运城", [ProjectSpec("MEDIUM_DEEP", 2, 2, 0, 0.8)]),
-    ("metering_gaps", "大同", [ProjectSpec("SHALLOW_WATER_SOURCE", 3, 3, 0, 0.97, ("gaps",))]),
-    ("no_reinjection", "临汾", [ProjectSpec("SHALLOW_WATER_SOURCE", 2, 2, 0, 0.0)]),
+# The fixed roster every scenario starts with: (role, city, projects, files its monthly
+# operating reports). The reports go to the task force, not the platform: the demo records
+# them for the companies that file them (so those can reach 100), /scenario says which.
+ROSTER: list[tuple[str, str, list[ProjectSpec], bool]] = [
+    ("compliant", "太原", [ProjectSpec("MEDIUM_DEEP", 2, 3, 1, 1.0)], True),
+    ("low_reinjection_80", "运城", [ProjectSpec("MEDIUM_DEEP", 2, 2, 0, 0.8)], False),
+    (
+        "metering_gaps",
+        "大同",
+        [ProjectSpec("SHALLOW_WATER_SOURCE", 3, 3, 0, 0.97, ("gaps",))],
+        False,
+    ),
+    ("no_reinjection", "临汾", [ProjectSpec("SHALLOW_WATER_SOURCE", 2, 2, 0, 0.0)], False),
     (
         "closed_loop",
         "晋中",
         [ProjectSpec("CLOSED_LOOP", m=3), ProjectSpec("CLOSED_LOOP", m=2)],
+        True,
     ),
-    ("direct_use", "忻州", [ProjectSpec("DIRECT_USE", 2)]),
+    ("direct_use", "忻州", [ProjectSpec("DIRECT_USE", 2)], False),
     (
         "cumulative_meters",
         "太原",
         [ProjectSpec("MEDIUM_DEEP", 2, 2, 0, 1.0, ("cumulative", "meter_reset", "litres_one"))],
+        True,
     ),
     (
         "compliant",
         "长治",
         [ProjectSpec("SHALLOW_WATER_SOURCE", 2, 3, 0, 0.98, ("litres_extraction",))],
+        False,
     ),
     (
         "compliant",
@@ -122,6 +132,7 @@ ROSTER: list[tuple[str, str, list[ProjectSpec]]] = [
             ProjectSpec("CLOSED_LOOP", m=2),
             ProjectSpec("MEDIUM_DEEP", 1, 1, 0, 1.0, operating=False),
         ],
+        True,
     ),
 ]
 # Extra companies (when --wells asks for more than the roster): role weights.
@@ -147,6 +158,30 @@ _BIZ = {
     "DIRECT_USE": ("温泉旅游", "温泉度假", "康养旅游"),
 }
 _SUFFIX = ("有限公司", "有限责任公司", "股份有限公司")
+# Project names: a district of the city, the neighbourhood heated and what the project does.
+_NEIGHBOURHOODS = (
+    "新城", "东苑", "南湖", "西山", "北营", "河畔", "滨河", "文苑", "康宁", "阳光", "锦绣",
+    "和平", "朝阳", "春晖", "龙湖", "汾东", "学府", "长风", "金桥", "翠园", "望景", "丰泽",
+)  # fmt: skip
+_DISTRICTS = {
+    "太原": ("小店区", "晋源区", "万柏林区", "尖草坪区"),
+    "大同": ("平城区", "云冈区", "云州区"),
+    "阳泉": ("城区", "郊区", "平定县"),
+    "长治": ("潞州区", "上党区", "屯留区"),
+    "晋城": ("城区", "泽州县", "高平市"),
+    "朔州": ("朔城区", "平鲁区", "怀仁市"),
+    "晋中": ("榆次区", "太谷区", "介休市"),
+    "运城": ("盐湖区", "永济市", "河津市"),
+    "忻州": ("忻府区", "定襄县", "原平市"),
+    "临汾": ("尧都区", "侯马市", "霍州市"),
+    "吕梁": ("离石区", "孝义市", "汾阳市"),
+}
+_PROJECT_KIND = {
+    "MEDIUM_DEEP": "中深层地热供暖项目",
+    "SHALLOW_WATER_SOURCE": "水源热泵供暖项目",
+    "CLOSED_LOOP": "地埋管地源热泵项目",
+    "DIRECT_USE": "温泉康养项目",
+}
 _AQUIFER = {
     "MEDIUM_DEEP": ("O2", "N2", "Є-O"),
     "SHALLOW_WATER_SOURCE": ("Q3", "Q4"),
@@ -192,6 +227,7 @@ class Project:
     company: Company
     spec: ProjectSpec
     aquifer: str
+    name: str = ""
     wells: list[Well] = field(default_factory=list)
 
 
@@ -201,7 +237,24 @@ class Company:
     name: str
     city: str
     role: str
+    files_reports: bool = False  # files its monthly operating reports with the task force
     projects: list[Project] = field(default_factory=list)
+
+
+def _project_name(rnd: random.Random, city: str, ptype: str, taken: set[str]) -> str:
+    """E.g. 小店区龙城中深层地热供暖项目; unique within the world (a later phase is 二期, 三期…)."""
+    base = rnd.choice(_DISTRICTS[city]) + rnd.choice(_NEIGHBOURHOODS) + _PROJECT_KIND[ptype]
+    name, phase = base, 1
+    while name in taken:
+        phase += 1
+        name = base.removesuffix("项目") + _phase(phase) + "项目"
+    taken.add(name)
+    return name
+
+
+def _phase(n: int) -> str:
+    digits = "〇一二三四五六七八九"
+    return (digits[n] if n < 10 else str(n)) + "期"
 
 
 class World:
@@ -238,25 +291,29 @@ class World:
     def _build_entities(self) -> None:
         c, rnd = self.config, self.rnd
         specs = list(ROSTER)
-        wells = sum(s.e + s.r + s.m for _, _, ps in specs for s in ps)
+        wells = sum(s.e + s.r + s.m for _, _, ps, _ in specs for s in ps)
         roles, weights = zip(*GENERIC_ROLES, strict=True)
         cities = list(CITIES)
         while wells < c.wells:
             role = rnd.choices(roles, weights)[0]
             ps = self._generic_projects(role)
-            specs.append((role, rnd.choice(cities), ps))
+            specs.append((role, rnd.choice(cities), ps, False))
             wells += sum(s.e + s.r + s.m for s in ps)
         names: set[str] = set()
         codes: set[str] = set()
+        # Names from a generator of their own: every other draw stays what it was before
+        # projects had names.
+        naming = random.Random(f"{c.seed}:project-names")
+        project_names: set[str] = set()
         project_no = 0
-        for role, city, project_specs in specs:
+        for role, city, project_specs, files_reports in specs:
             division = CITIES[city][0]
             code = make_code(rnd, division)
             while code in codes:
                 code = make_code(rnd, division)
             codes.add(code)
             name = self._company_name(city, project_specs[0].type, names)
-            company = Company(code, name, city, role)
+            company = Company(code, name, city, role, files_reports)
             self.companies.append(company)
             for spec in project_specs:
                 project_no += 1
@@ -264,6 +321,7 @@ class World:
                 pcode = f"SX{division}-{year}-{project_no:04d}"
                 aquifer = rnd.choice(_AQUIFER[spec.type])
                 project = Project(pcode, spec.type, city, spec.operating, company, spec, aquifer)
+                project.name = _project_name(naming, city, spec.type, project_names)
                 company.projects.append(project)
                 for role_letter, count in (("E", spec.e), ("R", spec.r), ("M", spec.m)):
                     for i in range(count):

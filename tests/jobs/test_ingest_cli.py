@@ -109,4 +109,5 @@ def test_monitorsim_is_started_through_geocredit():
         proc = subprocess.run(
             [sys.executable, "-m", "api", *args], capture_output=True, text=True, timeout=60
         )
-        assert proc.returncode == 0 and proc.stdout.startswith("usage: monitorsim"), proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("Usage: monitorsim serve [OPTIONS]"), proc.stdout

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from monitorsim.cli import _parser, config_from_args, main
+from monitorsim.cli import config_from_options, main
 
 
 def test_serve_prints_its_url_and_serves():
@@ -47,26 +47,15 @@ def test_serve_prints_its_url_and_serves():
         proc.wait(20)
 
 
-def _config(*args: str):
-    return config_from_args(_parser().parse_args(["serve", *args])).resolved()
-
-
 def test_options():
-    c = _config(
-        "--scenario",
-        "faults",
-        "--now",
-        "wall",
-        "--start",
-        "2026-11-01",
-        "--days",
-        "2",
-        "--outage-backfill-hours",
-        "never",
-        "--data-fault",
-        "late=0.1",
-        "--http-faults",
-        '{"error_every": 3}',
+    c = config_from_options(
+        scenario="faults",
+        now="wall",
+        start="2026-11-01",
+        days=2,
+        outage_backfill_hours="never",
+        data_fault=["late=0.1"],
+        http_faults='{"error_every": 3}',
     )
     assert c.wall_clock is True and c.outage_backfill_hours is None
     assert c.data_faults["late"] == 0.1 and c.data_faults["duplicate"] == 0.03
@@ -76,13 +65,37 @@ def test_options():
         "truncate_every": 13,
         "repeat_next_link": 1,
     }
-    quiet = _config("--no-data-faults", "--now", "2026-11-25T06:00:00Z", "--outage-hours", "0")
+    quiet = config_from_options(no_data_faults=True, now="2026-11-25T06:00:00Z", outage_hours=0)
     assert set(quiet.data_faults.values()) == {0.0} and not quiet.wall_clock
     assert quiet.outage_start is None
 
 
-def test_bad_options_exit_2(capsys):
-    assert main(["serve", "--start", "2026-11-02", "--end", "2026-11-01"]) == 2
-    assert "end must be after start" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["serve", "--scenario", "nope"])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--start", "2026-11-02", "--end", "2026-11-01"], "end must be after start"),
+        (["--scenario", "nope"], "'nope' is not one of 'demo', 'bench', 'faults'"),
+        (["--port", "70000"], "--port"),
+        (["--start", "yesterday"], "'yesterday' is not a date"),
+        (["--data-fault", "late"], "'late' is not KIND=RATE"),
+        (["--data-fault", "sneeze=0.1"], "unknown data fault kinds: ['sneeze']"),
+        (["--http-faults", "{"], "--http-faults"),
+        (["--outage-backfill-hours", "soon"], "'soon' is not a number of hours or never"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(capsys, args, says):
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("monitorsim: error: ") and says in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_help_is_plain_and_names_every_option():
+    result = subprocess.run(
+        [sys.executable, "-m", "monitorsim", "serve", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: monitorsim serve [OPTIONS]")
+    assert "<bool>" not in result.stdout and "╭" not in result.stdout
+    for option in ("--host HOST", "--port PORT", "--scenario", "--no-data-faults", "--now"):
+        assert option in result.stdout

@@ -31,6 +31,7 @@ THING_KEYS = {
     "role",
     "aquifer",
     "projectCode",
+    "projectName",
     "projectType",
     "operating",
     "companyCreditCode",
