@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-ingest_app = typer.Typer()
+ingest_app = typer.Typer(rich_markup_mode=None)
 
 
 def _cli():
@@ -19,13 +19,18 @@ def _cli():
 @ingest_app.command()
 def pull(
     page_size: int = typer.Option(
-        10_000, "--page-size", min=1, help="Observations asked per page ($top)."
+        10_000, "--page-size", min=1, metavar="N", help="Observations asked per page ($top)."
     ),
     platform_url: str | None = typer.Option(
-        None, "--platform-url", help="SensorThings service root (default GEOCREDIT_PLATFORM_URL)."
+        None,
+        "--platform-url",
+        metavar="URL",
+        help="SensorThings service root (default GEOCREDIT_PLATFORM_URL).",
     ),
 ) -> None:
-    """Sync Things, then read the observation feed to its end (docs/platform.md)."""
+    """Sync Things, then read the observation feed to its end.
+
+    As the scheduled pull does, from the stored watermark on (docs/platform.md)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from jobs import ingest
@@ -33,8 +38,10 @@ def pull(
     from registry import heap
 
     cli = _cli()
+    if platform_url is not None:
+        platform_url = cli.check_platform_url(platform_url, "--platform-url")
+    cli._engine()
     url = cli.db.database_url()
-    cli.db.check_reachable(cli.db.engine())
     key = "manual:" + datetime.now(UTC).isoformat(timespec="microseconds")
     with Progress(
         SpinnerColumn(),
@@ -84,10 +91,12 @@ def _line(text: str) -> None:
     add_help_option=False,
 )
 def monitorsim(ctx: typer.Context) -> None:
-    """Start the stand-in monitoring platform (monitorsim serve OPTIONS; see --help)."""
+    """Start the stand-in monitoring platform (monitorsim serve).
+
+    The options are monitorsim serve's: geocredit monitorsim --help lists them."""
     from monitorsim.cli import main
 
     args = list(ctx.args)
-    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+    if args[:1] != ["serve"]:
         args.insert(0, "serve")
     raise typer.Exit(main(args))

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-jobs_app = typer.Typer()
+jobs_app = typer.Typer(rich_markup_mode=None)
 
 
 def _cli():
@@ -61,7 +62,10 @@ def rollup(
         False, "--all", help="Recompute every day and month from the observations."
     ),
 ) -> None:
-    """Roll observations up into daily rows, outage slots and project months (incremental)."""
+    """Roll new observations up into days and months.
+
+    Days, outage slots and project months; incremental: only the days whose observations changed since the last rollup (or, with --all,
+    every day and month again)."""
     from jobs.rollup import run_rollup
 
     cli = _cli()
@@ -87,7 +91,9 @@ def score(
         False, "--all", help="Score every company and record a snapshot for each."
     ),
 ) -> None:
-    """Score the companies whose inputs changed (or all) and record findings, snapshots, listings."""
+    """Score the companies whose inputs changed (or all).
+
+    Records their findings, score snapshots and listings, as the scheduled run does."""
     from jobs.scoring_run import run_scoring
 
     cli = _cli()
@@ -97,7 +103,7 @@ def score(
         )
         run.counts = summary.counts()
     for error in summary.errors:
-        cli.err.print(f"[red]{error}[/red]")
+        cli.err.print(Text(str(error), "red"))
     cli.out.print(
         f"scored {summary.scored:,} of {summary.companies:,} companies "
         f"({summary.unchanged:,} unchanged): {summary.findings_added:,} findings added, "
@@ -136,10 +142,13 @@ def worker() -> None:
 
 @jobs_app.command("jobs")
 def recent_jobs(
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs to show."),
-    job: str | None = typer.Option(None, "--job", help="Only this job."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, metavar="N", help="How many runs."),
+    job: str | None = typer.Option(None, "--job", metavar="JOB", help="Only this job."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
 ) -> None:
-    """The most recent job runs."""
+    """The most recent job runs, with their counts or error.
+
+    Newest first; every count in full (on a narrow terminal the column wraps, never cuts)."""
     import sqlalchemy as sa
 
     cli = _cli()
@@ -154,15 +163,44 @@ def recent_jobs(
             ),
             {"job": job, "limit": limit},
         ).all()
-    table = Table("id", "job", "window", "status", "started", "took", "counts / error")
-    for r in rows:
-        took = f"{(r.finished_at - r.started_at).total_seconds():.1f}s" if r.finished_at else ""
-        detail = r.error or ", ".join(f"{k}={v}" for k, v in (r.counts or {}).items())
-        status = {"FAILED": "[red]FAILED[/red]", "RUNNING": "[yellow]RUNNING[/yellow]"}.get(
-            r.status, r.status
+    if as_json:
+        cli.emit_json(
+            [
+                {
+                    "id": r.id,
+                    "job": r.job,
+                    "window": r.window_key,
+                    "status": r.status,
+                    "startedAt": r.started_at,
+                    "finishedAt": r.finished_at,
+                    "seconds": _seconds(r),
+                    "counts": r.counts or {},
+                    "error": r.error,
+                }
+                for r in rows
+            ]
         )
+        return
+    if not rows:
+        cli.emit("no job runs yet" if job is None else f"no runs of {job} yet")
+        return
+    table = Table(title=f"Job runs (times in {cli.local_zone()})")
+    for name in ("id", "job", "status", "started", "took"):
+        table.add_column(name, no_wrap=True)
+    # On a narrow terminal these two wrap, whole ("fold"): a count is never cut to "…".
+    table.add_column("window", overflow="fold")
+    table.add_column("counts / error", overflow="fold", min_width=24)
+    colour = {"FAILED": "red", "RUNNING": "yellow"}
+    for r in rows:
+        took = f"{_seconds(r):.1f}s" if r.finished_at else ""
+        # every count, whole: on a terminal the cell wraps between counts, never inside one
+        detail = r.error or ", ".join(f"{k}={v}" for k, v in (r.counts or {}).items())
         table.add_row(
-            str(r.id), r.job, r.window_key, status,
-            r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), took, detail[:120],
+            str(r.id), Text(r.job), Text(r.status, colour.get(r.status, "")),
+            cli.local_time(r.started_at, seconds=True), took, Text(r.window_key), Text(detail),
         )  # fmt: skip
-    cli.out.print(table if rows else "no job runs yet")
+    cli.show(table)
+
+
+def _seconds(r) -> float | None:
+    return None if r.finished_at is None else (r.finished_at - r.started_at).total_seconds()
