@@ -122,8 +122,12 @@ def _unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
 
 
 def _too_large(request: Request, exc: HTTPException) -> Response:
+    # The rest of the body is left unread: the connection cannot carry another request.
     return _graphql_error(
-        f"request body over {MAX_BODY_BYTES} bytes", "REQUEST_TOO_LARGE", exc.status_code
+        f"request body over {MAX_BODY_BYTES} bytes",
+        "REQUEST_TOO_LARGE",
+        exc.status_code,
+        headers={"Connection": "close"},
     )
 
 

@@ -426,6 +426,10 @@ def test_request_bodies_over_the_limit_are_refused(gql, tokens):
     )
     assert r.status_code == 413
     assert error_codes(r.json()) == ["REQUEST_TOO_LARGE"]
+    # Its body was left unread: the server closes that connection, and the next request of the
+    # same client still gets its answer.
+    assert r.headers["connection"] == "close"
+    assert gql(ELIGIBILITY, {"c": GOOD, "k": "WATER_PERMIT"}, tokens[Role.APPROVAL_SYSTEM])["data"]
 
 
 # ---------------------------------------------------------------- binding screening
