@@ -63,6 +63,7 @@ from jobs.validation import (
 )
 from registry import db
 from registry.settings import get_settings
+from scoring.rulebook import load_rulebook
 
 __all__ = ["WATERMARK_SOURCE", "PullBusy", "PullFailed", "PullResult", "pull", "pull_job"]
 
@@ -471,11 +472,12 @@ async def pull(
     `url` is the database (SQLAlchemy URL; default: the configured one); `platform_url` the
     SensorThings service root (default: GEOCREDIT_PLATFORM_URL). `now` fixes the time rows are
     checked against (default: the clock, at each page). `when_locked` is awaited once this pull
-    holds the pull lock, before anything is read.
+    holds the pull lock, before anything is read. Registry changes the Things sync finds
+    take effect at `now` (default: when synced).
     """
     settings = get_settings()
     url = url or db.database_url()
-    timezone = timezone or settings.timezone
+    timezone = timezone or load_rulebook().timezone
     result = PullResult()
     started = time.perf_counter()
     engine = db.make_async_engine(url, pool_size=1, max_overflow=0)
@@ -490,7 +492,9 @@ async def pull(
                 await when_locked()
             factory = db.session_factory(engine)
             clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-            await _pull(store, factory, client, page_size, clock, timezone, result, progress)
+            await _pull(
+                store, factory, client, page_size, clock, timezone, result, progress, now
+            )
     except (PlatformError, psycopg.Error, sa.exc.SQLAlchemyError, OSError) as exc:
         result.error = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise PullFailed(result.error, result) from exc
@@ -509,8 +513,9 @@ async def _pull(
     timezone: str,
     result: "PullResult",
     progress: Progress | None,
+    synced_at: datetime | None = None,
 ) -> None:
-    result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
+    result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE, synced_at))
     mark = await asyncio.to_thread(store.watermark)
     result.watermark = mark
     position = None if mark is None else ((mark[0] - EPOCH) // _US, mark[1])
@@ -558,7 +563,9 @@ async def _pull(
                     # A well added since the last sync: sync Things once more, then decide.
                     resynced = True
                     await finish_storing()
-                    result.things.append(await sync_things(factory, client, THINGS_PAGE_SIZE))
+                    result.things.append(
+                        await sync_things(factory, client, THINGS_PAGE_SIZE, synced_at)
+                    )
                     splitter.streams = streams_by_ref(await asyncio.to_thread(store.datastreams))
                     batch = check(page, position)
                 # Store this page while the next one is fetched and checked.

@@ -8,10 +8,12 @@ Only what changed is recomputed:
 - outage slots of each recomputed day (from the volume streams' slot masks);
 - project months: the months of recomputed days for the projects of their datastreams (noted in
   `dirty_month` with the day, so a crash in between loses nothing); every project for months
-  whose outage slots, evaluated part (the watermark moved) or finality changed; every month of a
-  project whose registry facts (versions, wells, permits, datastreams) changed.
+  whose outage slots, evaluated part (the watermark moved) or finality changed; the months of a
+  project from the one in which a new registry version (of it, its wells, permits or
+  datastreams) took effect.
+Companies whose month metrics changed are marked for the next scoring run (`score_dirty`).
 
-Definitions (docs/rulebook.md; all days and months are local, GEOCREDIT_TIMEZONE):
+Definitions (docs/rulebook.md; all days and months are local, in the rulebook's time zone):
 - an observation belongs to the slot [t − 15 min, t) of its phenomenon time t (the END of the
   interval) and to the local day of t − 15 min; the highest revision per (datastream, t) counts;
 - a cumulative meter's readings become interval volumes by scoring/meters.py: a glitch yields no
@@ -20,13 +22,19 @@ Definitions (docs/rulebook.md; all days and months are local, GEOCREDIT_TIMEZONE
   evenly over its slots, of which only the closing reading's counts as received; a day's share
   of an interval reaching beyond it is estimated (`estimated_m3`), and such a day is not judged
   for the daily intensity cap;
+- registry facts (registry.facts): each day is judged with the project, well and permit versions
+  in force at its local midnight, so a month is cut into segments wherever a version took effect;
+  a project is operating on a day when its flag and at least one of its wells' flags say so, or
+  when it reports extraction that day (then every well of it counts that day);
 - a slot is an outage slot when at least `outage_share` of the operating water-taking projects
   have no volume (extraction or reinjection) data in it; a day without any row in `outage_day` is
   all outage (nobody sent anything);
 - completeness = received / expected slots, both outside outage slots and inside the month's
-  evaluated part (scoring.periods.month_scope); extraction and reinjection count per operating
-  well of that role (a well with no datastream counts as silent), level, temperature and quality
-  per datastream of an operating well.
+  evaluated part (scoring.periods.month_scope, per segment); extraction and reinjection count per
+  operating well of that role (a well with no datastream counts as silent), level, temperature
+  and quality per datastream of an operating well;
+- months are kept from the heating season before applies_from's (its water levels are the first
+  season's baseline); year-to-date extraction counts from the later of 1 January and applies_from.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import sqlalchemy as sa
 
 from jobs.meter_days import roll_meter_day
 from jobs.observations import CLAIMS_LOCK, COUNT_CLAIM
-from registry.settings import Settings, get_settings
+from registry.facts import day_start, first_day, in_force, versions
 from scoring import periods
 from scoring.model import ProjectType
 from scoring.rulebook import Rulebook, load_rulebook
@@ -79,14 +87,9 @@ class RollupResult:
 
 # ------------------------------------------------------------------------------------ SQL
 
-_CURRENT_PROJECTS = """
-    SELECT DISTINCT ON (project_id) project_id, company_id, type, city, operating
-    FROM project_version ORDER BY project_id, id DESC
-"""
-_CURRENT_WELLS = """
-    SELECT DISTINCT ON (well_id) well_id, project_id, role, aquifer, operating
-    FROM well_version ORDER BY well_id, id DESC
-"""
+# Projects and wells as on the local day :day (at its midnight).
+_DAY_PROJECTS = in_force("project_version", day_start("CAST(:day AS date)"))
+_DAY_WELLS = in_force("well_version", day_start("CAST(:day AS date)"))
 
 # Local day bounds for the claimed rows: observations with phenomenon time in [t0, t1) belong to
 # the day (t − slot on the day), `nslots` slots in the day (96, except on DST days elsewhere).
@@ -153,22 +156,27 @@ _STORE_DAILY = [
     ),
 ]
 
-# Per slot: how many operating water-taking projects sent any volume data; outage when the
-# silent ones are at least outage_share of them.
+# Per slot: how many operating water-taking projects (as on that day) sent any volume data;
+# outage when the silent ones are at least outage_share of them. A project that sent volume
+# data that day counts as operating, whatever its flags say.
 _OUTAGE = sa.text(
     f"""
-    WITH wt AS (
-        SELECT project_id FROM ({_CURRENT_PROJECTS}) p
-        WHERE operating AND type = ANY(:water_taking)
-    ),
+    WITH p AS ({_DAY_PROJECTS}),
+    w AS ({_DAY_WELLS}),
     covered AS (
         SELECT w.project_id, bit_or(dc.slots) AS slots
         FROM daily_coverage dc
         JOIN datastream ds ON ds.id = dc.datastream_id
-        JOIN ({_CURRENT_WELLS}) w ON w.well_id = ds.well_id
-        JOIN wt ON wt.project_id = w.project_id
+        JOIN w ON w.well_id = ds.well_id
+        JOIN p ON p.project_id = w.project_id AND p.type = ANY(:water_taking)
         WHERE dc.day = :day AND ds.indicator = ANY(:volumes)
         GROUP BY w.project_id
+    ),
+    wt AS (
+        SELECT project_id FROM p
+        WHERE operating AND type = ANY(:water_taking)
+          AND EXISTS (SELECT 1 FROM w WHERE w.project_id = p.project_id AND w.operating)
+        UNION SELECT project_id FROM covered
     ),
     per_slot AS (
         SELECT i, count(*) FILTER (WHERE get_bit(c.slots, i) = 1) AS sending
@@ -206,70 +214,195 @@ _DAY_COMPLETENESS = sa.text(
     """
 )
 
-# The project months the claimed (datastream, day) rows change; project 0 = every project,
-# when the day's outage slots changed. Kept in a table: a crash between the day's and the
-# month's recompute must not lose them.
+# The project months the claimed (datastream, day) rows change (the project the well belonged to
+# that day); project 0 = every project, when the day's outage slots changed. Kept in a table: a
+# crash between the day's and the month's recompute must not lose them.
 _TOUCHED = sa.text(
     f"""
     INSERT INTO dirty_month (month, project_id)
     SELECT DISTINCT date_trunc('month', CAST(:day AS date))::date, w.project_id
-    FROM claim c JOIN ({_CURRENT_WELLS}) w ON w.well_id = c.well_id
+    FROM claim c JOIN ({_DAY_WELLS}) w ON w.well_id = c.well_id
     UNION ALL
     SELECT date_trunc('month', CAST(:day AS date))::date, 0 WHERE :outage_changed
     ON CONFLICT DO NOTHING
     """
 )
 
-# The projects of a month: current facts, water permit, and whether they reported extraction on
-# a day outside the heating season (which brings the whole month into scope).
-_MONTH_PROJECTS = sa.text(
+# ------------------------------------------------------------------------------ months
+# A month of a set of projects (:ids) is cut into segments: a project segment is a run of days
+# with the same project version, a well part the days of a project segment with the same well
+# version. Each project segment has its evaluated part (month_scope, clipped to its days); a well
+# part, that part clipped to its own days. Evaluated parts start at a local midnight.
+
+
+def _segments(table: str, key: str, where: str, columns: str) -> str:
+    """Runs of days of the month with the same version of each entity: (key, first_day,
+    last_day, columns)."""
+    return f"""
+        WITH v AS ({versions(table, where)}),
+        starts AS (
+            SELECT {key}, CAST(:month AS date) AS day FROM v WHERE took_effect IS NULL
+            UNION
+            SELECT {key}, {first_day("took_effect")} FROM v
+            WHERE took_effect > {day_start("CAST(:month AS date)")}
+              AND {first_day("took_effect")} < :next
+        ),
+        picked AS (
+            SELECT DISTINCT ON (s.{key}, s.day) s.{key}, s.day, {columns}
+            FROM starts s JOIN v ON v.{key} = s.{key}
+             AND (v.took_effect IS NULL OR v.took_effect <= {day_start("s.day")})
+            ORDER BY s.{key}, s.day, v.id DESC
+        )
+        SELECT {key}, day AS first_day,
+               coalesce(lead(day) OVER (PARTITION BY {key} ORDER BY day),
+                        CAST(:next AS date)) - 1 AS last_day,
+               {columns.replace("v.", "")}
+        FROM picked
+    """
+
+
+_PSEG = sa.text(
+    "CREATE TEMP TABLE pseg ON COMMIT DROP AS "
+    + _segments(
+        "project_version", "project_id", "v.project_id = ANY(:ids)",
+        "v.company_id, v.type, v.city, v.operating",
+    )
+)  # fmt: skip
+
+# Well parts: well segments of the month within the segments of the project they belong to.
+# `counted`: the well and its project are flagged operating on those days.
+_WP = sa.text(
     f"""
-    WITH p AS (
-        SELECT * FROM ({_CURRENT_PROJECTS}) p WHERE project_id = ANY(:projects)
-    ),
-    heat AS (
+    CREATE TEMP TABLE wp ON COMMIT DROP AS
+    WITH wseg AS ({
+        _segments(
+            "well_version", "well_id",
+            "v.well_id IN (SELECT well_id FROM well_version WHERE project_id = ANY(:ids))",
+            "v.project_id, v.role, v.aquifer, v.operating",
+        )
+    })
+    SELECT w.project_id, w.well_id, p.first_day AS segment,
+           greatest(w.first_day, p.first_day) AS first_day,
+           least(w.last_day, p.last_day) AS last_day,
+           w.role, w.aquifer, w.operating AND p.operating AS counted
+    FROM wseg w JOIN pseg p ON p.project_id = w.project_id
+     AND p.first_day <= w.last_day AND w.first_day <= p.last_day
+    """
+)  # fmt: skip
+
+# Days with extraction that matter beyond the flags: on a non-heating day (the whole month is
+# then in scope), and on a day without any counted well of the project (the project is operating
+# that day: every well of it counts).
+_XDAY = sa.text(
+    """
+    CREATE TEMP TABLE xday ON COMMIT DROP AS
+    WITH heat AS (
         SELECT * FROM unnest(CAST(:cities AS text[]), CAST(:heat_first AS date[]),
                              CAST(:heat_last AS date[])) h(city, first, last)
-    ),
-    outside AS (
-        SELECT DISTINCT w.project_id
-        FROM ({_CURRENT_WELLS}) w
-        JOIN p USING (project_id)
-        JOIN datastream ds ON ds.well_id = w.well_id AND ds.indicator = 'extraction_volume'
-        JOIN daily_rollup dr ON dr.datastream_id = ds.id AND dr.day >= :month AND dr.day < :next
-        LEFT JOIN heat h ON h.city = p.city
-        WHERE dr.total > 0 AND (h.first IS NULL OR dr.day NOT BETWEEN h.first AND h.last)
-    ),
-    permit AS (
-        SELECT DISTINCT ON (project_id) project_id, daily_intensity_m3
-        FROM permit WHERE kind = 'WATER_PERMIT' AND project_id = ANY(:projects)
-        ORDER BY project_id, id DESC
     )
-    SELECT p.project_id, p.type, p.city, p.operating, pm.daily_intensity_m3,
-           o.project_id IS NOT NULL AS outside_season
-    FROM p LEFT JOIN permit pm USING (project_id) LEFT JOIN outside o USING (project_id)
+    SELECT DISTINCT w.project_id, dr.day,
+           h.first IS NULL OR dr.day NOT BETWEEN h.first AND h.last AS off_season,
+           NOT EXISTS (SELECT 1 FROM wp c WHERE c.project_id = w.project_id AND c.counted
+                       AND dr.day BETWEEN c.first_day AND c.last_day) AS override
+    FROM wp w
+    JOIN pseg p ON p.project_id = w.project_id AND p.first_day = w.segment
+    LEFT JOIN heat h ON h.city = p.city
+    JOIN datastream ds ON ds.well_id = w.well_id AND ds.indicator = 'extraction_volume'
+    JOIN daily_rollup dr ON dr.datastream_id = ds.id
+     AND dr.day >= w.first_day AND dr.day <= w.last_day AND dr.total > 0
+    WHERE NOT w.counted OR h.first IS NULL OR dr.day NOT BETWEEN h.first AND h.last
     """
 )
 
+# Each project segment's evaluated part, as scoring.periods.month_scope gives it (times as
+# epoch seconds, segments as days into the month: arrays of numbers are quick to send).
+_PSCOPE = sa.text(
+    """
+    CREATE TEMP TABLE pscope ON COMMIT DROP AS
+    SELECT s.project_id, CAST(:month AS date) + s.day_offset AS segment, s.evaluated,
+           to_timestamp(s.start_s) AS start_ts, to_timestamp(s.end_s) AS end_ts,
+           p.operating AS flag_operating, p.type, p.city
+    FROM unnest(
+        CAST(:project_id AS int[]), CAST(:offset AS int[]), CAST(:evaluated AS bool[]),
+        CAST(:start_s AS float8[]), CAST(:end_s AS float8[])
+    ) AS s(project_id, day_offset, evaluated, start_s, end_s)
+    JOIN pseg p ON p.project_id = s.project_id
+     AND p.first_day = CAST(:month AS date) + s.day_offset
+    """
+)
+
+# One row per project: the month's evaluated part (from its first to its last evaluated day),
+# the facts it is judged with (those of its last evaluated segment, else of its last one).
 _SCOPE = sa.text(
     """
     CREATE TEMP TABLE scope ON COMMIT DROP AS
-    SELECT * FROM unnest(
-        CAST(:project_id AS int[]), CAST(:operating AS bool[]), CAST(:evaluated AS bool[]),
-        CAST(:start_ts AS timestamptz[]), CAST(:end_ts AS timestamptz[]),
-        CAST(:heat_first AS date[]), CAST(:heat_last AS date[]), CAST(:season AS int[]),
-        CAST(:permit_daily AS float8[])
-    ) AS s(project_id, operating, evaluated, start_ts, end_ts, heat_first, heat_last, season,
-           permit_daily)
+    WITH heat AS (
+        SELECT * FROM unnest(CAST(:cities AS text[]), CAST(:heat_first AS date[]),
+                             CAST(:heat_last AS date[]), CAST(:seasons AS int[]))
+                      h(city, first, last, season)
+    ),
+    facts AS (
+        SELECT DISTINCT ON (project_id) * FROM pscope
+        ORDER BY project_id, evaluated DESC, segment DESC
+    ),
+    parts AS (
+        SELECT project_id, bool_or(evaluated) AS evaluated,
+               min(start_ts) FILTER (WHERE evaluated) AS start_ts,
+               max(end_ts) FILTER (WHERE evaluated) AS end_ts, min(start_ts) AS first_start,
+               bool_or(flag_operating) FILTER (WHERE evaluated) AS flag_operating
+        FROM pscope GROUP BY project_id
+    )
+    SELECT p.project_id, p.evaluated, coalesce(p.start_ts, p.first_start) AS start_ts,
+           coalesce(p.end_ts, p.first_start) AS end_ts, h.first AS heat_first,
+           h.last AS heat_last, h.season, f.type AS project_type,
+           CASE WHEN p.evaluated
+                THEN ((p.end_ts - interval '1 microsecond') AT TIME ZONE :tz)::date
+                ELSE CAST(:next AS date) - 1 END AS facts_day,
+           coalesce(p.flag_operating, false) AS flag_operating,
+           NULL::float8 AS permit_daily, NULL::float8 AS permit_annual,
+           false AS operating, false AS no_operating_wells
+    FROM parts p JOIN facts f USING (project_id) LEFT JOIN heat h ON h.city = f.city
     """
 )
+
+# The water permit in force on the facts day; operating = on some day of the month.
+_SCOPE_FACTS = [
+    sa.text(
+        f"""
+        UPDATE scope sc SET permit_daily = p.daily_intensity_m3,
+                            permit_annual = p.annual_total_m3
+        FROM (
+            SELECT DISTINCT ON (s.project_id) s.project_id, v.daily_intensity_m3,
+                   v.annual_total_m3
+            FROM scope s JOIN ({
+            versions("permit", "v.kind = 'WATER_PERMIT' AND v.project_id = ANY(:ids)")
+        }) v ON v.project_id = s.project_id
+             AND (v.took_effect IS NULL OR v.took_effect <= {day_start("s.facts_day")})
+            ORDER BY s.project_id, v.id DESC
+        ) p
+        WHERE p.project_id = sc.project_id
+        """
+    ),
+    sa.text(
+        """
+        UPDATE scope sc SET operating = true
+        WHERE EXISTS (SELECT 1 FROM wp WHERE wp.project_id = sc.project_id AND wp.counted)
+           OR EXISTS (SELECT 1 FROM xday x WHERE x.project_id = sc.project_id AND x.override)
+        """
+    ),
+    # Flagged operating on an evaluated day, but no operating well and no extraction at all.
+    sa.text("UPDATE scope SET no_operating_wells = evaluated AND flag_operating AND NOT operating"),
+]
 
 # Expected slots per distinct evaluated part: per day, the slots not in outage and ending by
 # the end of the evaluated part (the watermark may cut the last day).
 _AVAIL = sa.text(
     """
     CREATE TEMP TABLE avail ON COMMIT DROP AS
-    WITH parts AS (SELECT DISTINCT start_ts, end_ts FROM scope WHERE evaluated),
+    WITH parts AS (
+        SELECT start_ts, end_ts FROM pscope WHERE evaluated
+        UNION SELECT start_ts, end_ts FROM wparts WHERE evaluated
+    ),
     days AS (
         SELECT p.start_ts, p.end_ts, g.day::date AS day,
                (g.day::date::timestamp AT TIME ZONE :tz) AS day_start,
@@ -294,14 +427,47 @@ _AVAIL = sa.text(
     """
 )
 
-_STREAMS = sa.text(
+# Well parts with their evaluated part (the segment's, clipped to the part's days).
+_WPARTS = sa.text(
     f"""
+    CREATE TEMP TABLE wparts ON COMMIT DROP AS
+    SELECT w.project_id, w.well_id, w.role, w.aquifer, w.counted, w.first_day, w.last_day,
+           s.evaluated AND c.start_ts < c.end_ts AS evaluated, c.start_ts, c.end_ts,
+           0 AS expected
+    FROM wp w JOIN pscope s ON s.project_id = w.project_id AND s.segment = w.segment
+    CROSS JOIN LATERAL (
+        SELECT greatest(s.start_ts, {day_start("w.first_day")}) AS start_ts,
+               least(s.end_ts, {day_start("w.last_day + 1")}) AS end_ts
+    ) c
+    """
+)
+
+# Expected slots of each well part: its part's, on the days it counts (all, when flagged
+# operating; else the days its project reported extraction without any operating well).
+_WEXP = sa.text(
+    """
+    WITH part AS (
+        SELECT start_ts, end_ts, sum(bit_count(expected))::int AS expected
+        FROM avail GROUP BY start_ts, end_ts
+    )
+    UPDATE wparts w SET expected = CASE
+        WHEN NOT w.evaluated THEN 0
+        WHEN w.counted THEN (SELECT pt.expected FROM part pt
+                             WHERE pt.start_ts = w.start_ts AND pt.end_ts = w.end_ts)
+        ELSE (SELECT coalesce(sum(bit_count(a.expected)), 0)::int FROM avail a
+              JOIN xday x ON x.project_id = w.project_id AND x.day = a.day AND x.override
+              WHERE a.start_ts = w.start_ts AND a.end_ts = w.end_ts) END
+    """
+)
+
+_STREAMS = sa.text(
+    """
     CREATE TEMP TABLE streams ON COMMIT DROP AS
-    SELECT sc.project_id, sc.evaluated, sc.start_ts, sc.end_ts, sc.heat_first, sc.heat_last,
-           w.well_id, w.role, w.aquifer, w.operating AS well_operating,
+    SELECT w.project_id, w.evaluated, w.start_ts, w.end_ts, sc.heat_first, sc.heat_last,
+           w.well_id, w.role, w.aquifer, w.counted, w.first_day, w.last_day,
            ds.id AS datastream_id, ds.indicator, ds.solo
-    FROM scope sc
-    JOIN ({_CURRENT_WELLS}) w ON w.project_id = sc.project_id
+    FROM wparts w
+    JOIN scope sc USING (project_id)
     JOIN (
         SELECT id, well_id, indicator,
                count(*) OVER (PARTITION BY well_id, indicator) = 1 AS solo
@@ -310,56 +476,72 @@ _STREAMS = sa.text(
     """
 )
 
-# Per project and aquifer: the month's daily rows summed, one pass over them. Each stream's
-# days are read by primary-key range (the cost does not grow with history). Volumes are summed
-# as numeric, exact whatever the order of the rows; means are rounded to 6 decimals.
-# `slots & expected` = received slots that were expected (NULL outside the evaluated part).
+# Per project and aquifer: the month's daily rows summed, one pass over them — first per stream
+# (each stream's days read by primary-key range: the cost does not grow with history), then per
+# project and aquifer. Volumes are summed as numeric, exact whatever the order of the rows;
+# means are rounded to 6 decimals. `expected`: the day's expected slots in the stream's
+# evaluated part (NULL outside it, which lies within the stream's days); `own`: a day of the
+# stream's part of the month (a well with several versions in the month has a stream row per
+# part); `counts`: the well counts that day (see _WEXP).
 _PROJECT_DAYS = sa.text(
     """
     CREATE TEMP TABLE pd ON COMMIT DROP AS
-    SELECT s.project_id, s.aquifer,
-           sum(d.total) FILTER (WHERE a.day IS NOT NULL AND s.indicator = 'extraction_volume')
-               AS extraction,
-           sum(d.total) FILTER (WHERE a.day IS NOT NULL AND s.indicator = 'reinjection_volume')
-               AS reinjection,
-           sum(d.value_sum) FILTER (WHERE a.day IS NOT NULL AND s.role = 'REINJECTION'
-                                      AND s.indicator = 'water_quality_tds') AS tds_sum,
-           sum(d.n) FILTER (WHERE a.day IS NOT NULL AND s.role = 'REINJECTION'
-                              AND s.indicator = 'water_quality_tds') AS tds_n,
-           sum(d.value_sum) FILTER (WHERE a.day IS NOT NULL AND s.role = 'REINJECTION'
-                                      AND s.indicator = 'water_quality_ph') AS ph_sum,
-           sum(d.n) FILTER (WHERE a.day IS NOT NULL AND s.role = 'REINJECTION'
-                              AND s.indicator = 'water_quality_ph') AS ph_n,
-           sum(d.total) FILTER (WHERE s.indicator = 'extraction_volume') AS extraction_all,
-           sum(d.value_sum) FILTER (WHERE d.day BETWEEN s.heat_first AND s.heat_last
-                                      AND s.indicator = 'water_level') AS level_sum,
-           sum(d.n) FILTER (WHERE d.day BETWEEN s.heat_first AND s.heat_last
-                              AND s.indicator = 'water_level') AS level_n,
-           sum(bit_count(d.slots & a.expected)) FILTER (
-               WHERE s.solo AND s.well_operating AND s.role = 'EXTRACTION'
-                 AND s.indicator = 'extraction_volume') AS metered_e,
-           sum(bit_count(d.slots & a.expected)) FILTER (
-               WHERE s.solo AND s.well_operating AND s.role = 'REINJECTION'
-                 AND s.indicator = 'reinjection_volume') AS metered_r,
-           sum(bit_count(d.slots & a.expected)) FILTER (
-               WHERE s.well_operating AND s.indicator = 'water_level') AS level,
-           sum(bit_count(d.slots & a.expected)) FILTER (
-               WHERE s.well_operating AND s.indicator = 'water_temperature') AS temperature,
-           sum(bit_count(d.slots & a.expected)) FILTER (
-               WHERE s.well_operating
-                 AND s.indicator IN ('water_quality_tds', 'water_quality_ph')) AS quality
-    FROM streams s
-    CROSS JOIN LATERAL (
-        SELECT dr.day, dr.n, dr.total::numeric AS total, dr.mean * dr.n AS value_sum,
-               dc.slots
-        FROM (SELECT * FROM daily_rollup WHERE datastream_id = s.datastream_id
-                AND day >= :month AND day < :next) dr
-        LEFT JOIN (SELECT day, slots FROM daily_coverage WHERE datastream_id = s.datastream_id
-                     AND day >= :month AND day < :next) dc USING (day)
-    ) d
-    LEFT JOIN avail a ON s.evaluated AND a.start_ts = s.start_ts AND a.end_ts = s.end_ts
-                     AND a.day = d.day
-    GROUP BY s.project_id, s.aquifer
+    WITH parts AS (
+        SELECT start_ts, end_ts, min(day) AS first, array_agg(expected ORDER BY day) AS expected
+        FROM avail GROUP BY start_ts, end_ts
+    ),
+    per_stream AS (
+        SELECT s.project_id, s.aquifer, s.indicator, s.role, s.solo, x.*
+        FROM streams s
+        LEFT JOIN parts p ON s.evaluated AND p.start_ts = s.start_ts AND p.end_ts = s.end_ts
+        CROSS JOIN LATERAL (
+            SELECT sum(d.total) FILTER (WHERE d.expected IS NOT NULL) AS total,
+                   sum(d.value_sum) FILTER (WHERE d.expected IS NOT NULL) AS value_sum,
+                   sum(d.n) FILTER (WHERE d.expected IS NOT NULL) AS n,
+                   sum(d.total) FILTER (WHERE d.own AND d.day >= :applies_from) AS total_all,
+                   sum(d.value_sum) FILTER (
+                       WHERE d.own AND d.day BETWEEN s.heat_first AND s.heat_last) AS heat_sum,
+                   sum(d.n) FILTER (
+                       WHERE d.own AND d.day BETWEEN s.heat_first AND s.heat_last) AS heat_n,
+                   sum(bit_count(d.slots & d.expected)) FILTER (WHERE d.counts) AS metered
+            FROM (
+                SELECT dr.day, dr.n, dr.total::numeric AS total, dr.mean * dr.n AS value_sum,
+                       dc.slots, dr.day BETWEEN s.first_day AND s.last_day AS own,
+                       p.expected[dr.day - p.first + 1] AS expected,
+                       CASE WHEN s.counted THEN true ELSE EXISTS (
+                           SELECT 1 FROM xday x
+                           WHERE x.project_id = s.project_id AND x.day = dr.day AND x.override
+                       ) END AS counts
+                FROM (SELECT * FROM daily_rollup WHERE datastream_id = s.datastream_id
+                        AND day >= :month AND day < :next) dr
+                LEFT JOIN (SELECT day, slots FROM daily_coverage
+                           WHERE datastream_id = s.datastream_id
+                             AND day >= :month AND day < :next) dc USING (day)
+            ) d
+        ) x
+    )
+    SELECT project_id, aquifer,
+           sum(total) FILTER (WHERE indicator = 'extraction_volume') AS extraction,
+           sum(total) FILTER (WHERE indicator = 'reinjection_volume') AS reinjection,
+           sum(value_sum) FILTER (WHERE role = 'REINJECTION'
+                                    AND indicator = 'water_quality_tds') AS tds_sum,
+           sum(n) FILTER (WHERE role = 'REINJECTION' AND indicator = 'water_quality_tds') AS tds_n,
+           sum(value_sum) FILTER (WHERE role = 'REINJECTION'
+                                    AND indicator = 'water_quality_ph') AS ph_sum,
+           sum(n) FILTER (WHERE role = 'REINJECTION' AND indicator = 'water_quality_ph') AS ph_n,
+           sum(total_all) FILTER (WHERE indicator = 'extraction_volume') AS extraction_all,
+           sum(heat_sum) FILTER (WHERE indicator = 'water_level') AS level_sum,
+           sum(heat_n) FILTER (WHERE indicator = 'water_level') AS level_n,
+           sum(metered) FILTER (WHERE solo AND role = 'EXTRACTION'
+                                  AND indicator = 'extraction_volume') AS metered_e,
+           sum(metered) FILTER (WHERE solo AND role = 'REINJECTION'
+                                  AND indicator = 'reinjection_volume') AS metered_r,
+           sum(metered) FILTER (WHERE indicator = 'water_level') AS level,
+           sum(metered) FILTER (WHERE indicator = 'water_temperature') AS temperature,
+           sum(metered) FILTER (
+               WHERE indicator IN ('water_quality_tds', 'water_quality_ph')) AS quality
+    FROM per_stream
+    GROUP BY project_id, aquifer
     """
 )
 
@@ -385,26 +567,51 @@ _PEAKS = sa.text(
     """
 )
 
+_METRIC_COLUMNS = (
+    "operating", "evaluated", "final", "scope_start", "scope_end", "expected_slots",
+    "outage_slots", "extraction_completeness", "reinjection_completeness", "level_completeness",
+    "temperature_completeness", "quality_completeness", "layers", "max_daily_extraction_m3",
+    "days_over_daily_limit", "extraction_m3", "season", "season_level_sum", "season_level_n",
+    "project_type", "permit_annual_m3", "permit_daily_m3", "no_operating_wells",
+)  # fmt: skip
+
+# The companies whose month metrics (or year to date) changed: scored at the next run.
+_MARK_COMPANIES = """
+    INSERT INTO score_dirty (company_id)
+    SELECT DISTINCT ON (v.project_id) v.company_id FROM project_version v
+    WHERE v.project_id IN (SELECT project_id FROM changed)
+    ORDER BY v.project_id, v.id DESC
+    ON CONFLICT DO NOTHING
+"""
+
+# Only rows whose values changed are written (and their companies marked).
 _STORE_MONTHS = sa.text(
     f"""
-    WITH wells AS (
-        SELECT w.* FROM ({_CURRENT_WELLS}) w JOIN scope USING (project_id)
-    ),
-    expected_streams AS (  -- wells of the role (extraction, reinjection); datastreams (others)
-        SELECT w.project_id,
-               count(DISTINCT w.well_id) FILTER (WHERE w.role = 'EXTRACTION') AS extraction,
-               count(DISTINCT w.well_id) FILTER (WHERE w.role = 'REINJECTION') AS reinjection,
-               count(ds.id) FILTER (WHERE ds.indicator = 'water_level') AS level,
-               count(ds.id) FILTER (WHERE ds.indicator = 'water_temperature') AS temperature,
-               count(ds.id) FILTER (WHERE ds.indicator IN ('water_quality_tds',
-                                                           'water_quality_ph')) AS quality
-        FROM wells w LEFT JOIN datastream ds ON ds.well_id = w.well_id
-        WHERE w.operating GROUP BY w.project_id
-    ),
-    part AS (
+    WITH part AS (
         SELECT start_ts, end_ts, sum(bit_count(expected))::int AS expected,
                sum(bit_count(outage))::int AS outage
         FROM avail GROUP BY start_ts, end_ts
+    ),
+    project_part AS (
+        SELECT s.project_id, sum(pt.expected)::int AS expected, sum(pt.outage)::int AS outage
+        FROM pscope s JOIN part pt ON pt.start_ts = s.start_ts AND pt.end_ts = s.end_ts
+        WHERE s.evaluated GROUP BY s.project_id
+    ),
+    expected_streams AS (  -- per role (extraction, reinjection) and per datastream (others)
+        SELECT w.project_id,
+               sum(w.expected) FILTER (WHERE w.role = 'EXTRACTION') AS extraction,
+               sum(w.expected) FILTER (WHERE w.role = 'REINJECTION') AS reinjection,
+               sum(w.expected * n.level) AS level,
+               sum(w.expected * n.temperature) AS temperature,
+               sum(w.expected * n.quality) AS quality
+        FROM wparts w LEFT JOIN (
+            SELECT well_id, count(*) FILTER (WHERE indicator = 'water_level') AS level,
+                   count(*) FILTER (WHERE indicator = 'water_temperature') AS temperature,
+                   count(*) FILTER (WHERE indicator IN ('water_quality_tds',
+                                                        'water_quality_ph')) AS quality
+            FROM datastream WHERE well_id IN (SELECT well_id FROM wparts) GROUP BY well_id
+        ) n USING (well_id)
+        GROUP BY w.project_id
     ),
     shared AS (  -- a well with several datastreams of its volume: slots OR'ed (rare)
         SELECT s.project_id,
@@ -412,7 +619,7 @@ _STORE_MONTHS = sa.text(
                sum(bit_count(d.got)) FILTER (WHERE s.role = 'REINJECTION') AS reinjection
         FROM (SELECT DISTINCT project_id, well_id, role, evaluated, start_ts, end_ts
               FROM streams
-              WHERE NOT solo AND well_operating
+              WHERE NOT solo AND counted
                 AND ((indicator = 'extraction_volume' AND role = 'EXTRACTION')
                      OR (indicator = 'reinjection_volume' AND role = 'REINJECTION'))) s
         CROSS JOIN LATERAL (
@@ -433,7 +640,8 @@ _STORE_MONTHS = sa.text(
         FROM pd
     ),
     layer_keys AS (
-        SELECT DISTINCT project_id, aquifer FROM wells WHERE role IN ('EXTRACTION', 'REINJECTION')
+        SELECT DISTINCT project_id, aquifer FROM wparts
+        WHERE evaluated AND role IN ('EXTRACTION', 'REINJECTION')
         UNION
         SELECT project_id, aquifer FROM per_layer
         WHERE extraction IS NOT NULL OR reinjection IS NOT NULL
@@ -455,82 +663,71 @@ _STORE_MONTHS = sa.text(
                sum(metered_e) AS metered_e, sum(metered_r) AS metered_r,
                sum(level) AS level, sum(temperature) AS temperature, sum(quality) AS quality
         FROM pd GROUP BY project_id
+    ),
+    changed AS (
+        INSERT INTO project_month_metric AS m (
+            project_id, month, {", ".join(_METRIC_COLUMNS)}, ytd_extraction_m3, watermark,
+            computed_at)
+        SELECT sc.project_id, :month, sc.operating, sc.evaluated, :final, sc.start_ts,
+               sc.end_ts, coalesce(pt.expected, 0), coalesce(pt.outage, 0),
+               (coalesce(pp.metered_e, 0) + coalesce(sh.extraction, 0))::float8
+                   / nullif(es.extraction, 0),
+               (coalesce(pp.metered_r, 0) + coalesce(sh.reinjection, 0))::float8
+                   / nullif(es.reinjection, 0),
+               coalesce(pp.level, 0)::float8 / nullif(es.level, 0),
+               coalesce(pp.temperature, 0)::float8 / nullif(es.temperature, 0),
+               coalesce(pp.quality, 0)::float8 / nullif(es.quality, 0),
+               CASE WHEN sc.evaluated THEN coalesce(l.layers, '[]') ELSE '[]' END,
+               round(pk.max_daily, 6)::float8, coalesce(pk.days_over, 0),
+               round(coalesce(pp.extraction_all, 0), 6)::float8,
+               sc.season, coalesce(pp.level_sum, 0)::float8, coalesce(pp.level_n, 0),
+               sc.project_type, sc.permit_annual, sc.permit_daily, sc.no_operating_wells,
+               NULL, :watermark, now()
+        FROM scope sc
+        LEFT JOIN project_part pt ON pt.project_id = sc.project_id
+        LEFT JOIN expected_streams es ON es.project_id = sc.project_id
+        LEFT JOIN shared sh ON sh.project_id = sc.project_id
+        LEFT JOIN per_project pp ON pp.project_id = sc.project_id
+        LEFT JOIN layers l ON l.project_id = sc.project_id
+        LEFT JOIN peaks pk ON pk.project_id = sc.project_id
+        ON CONFLICT (project_id, month) DO UPDATE SET
+            {", ".join(f"{c} = EXCLUDED.{c}" for c in _METRIC_COLUMNS)},
+            watermark = EXCLUDED.watermark, computed_at = EXCLUDED.computed_at
+        WHERE ({", ".join(f"m.{c}" for c in _METRIC_COLUMNS)})
+              IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in _METRIC_COLUMNS)})
+        RETURNING project_id
     )
-    INSERT INTO project_month_metric AS m (
-        project_id, month, operating, evaluated, final, scope_start, scope_end,
-        expected_slots, outage_slots, extraction_completeness, reinjection_completeness,
-        level_completeness, temperature_completeness, quality_completeness, layers,
-        max_daily_extraction_m3, days_over_daily_limit, extraction_m3, ytd_extraction_m3,
-        season, season_level_sum, season_level_n, watermark, computed_at)
-    SELECT sc.project_id, :month, sc.operating, sc.evaluated, :final, sc.start_ts, sc.end_ts,
-           coalesce(pt.expected, 0), coalesce(pt.outage, 0),
-           (coalesce(pp.metered_e, 0) + coalesce(sh.extraction, 0))::float8
-               / nullif(pt.expected * es.extraction, 0),
-           (coalesce(pp.metered_r, 0) + coalesce(sh.reinjection, 0))::float8
-               / nullif(pt.expected * es.reinjection, 0),
-           coalesce(pp.level, 0)::float8 / nullif(pt.expected * es.level, 0),
-           coalesce(pp.temperature, 0)::float8 / nullif(pt.expected * es.temperature, 0),
-           coalesce(pp.quality, 0)::float8 / nullif(pt.expected * es.quality, 0),
-           CASE WHEN sc.evaluated THEN coalesce(l.layers, '[]') ELSE '[]' END,
-           round(pk.max_daily, 6)::float8, coalesce(pk.days_over, 0),
-           round(coalesce(pp.extraction_all, 0), 6)::float8, NULL,
-           sc.season, coalesce(pp.level_sum, 0)::float8, coalesce(pp.level_n, 0),
-           :watermark, now()
-    FROM scope sc
-    LEFT JOIN part pt ON sc.evaluated AND pt.start_ts = sc.start_ts AND pt.end_ts = sc.end_ts
-    LEFT JOIN expected_streams es ON es.project_id = sc.project_id
-    LEFT JOIN shared sh ON sh.project_id = sc.project_id
-    LEFT JOIN per_project pp ON pp.project_id = sc.project_id
-    LEFT JOIN layers l ON l.project_id = sc.project_id
-    LEFT JOIN peaks pk ON pk.project_id = sc.project_id
-    ON CONFLICT (project_id, month) DO UPDATE SET
-        operating = EXCLUDED.operating, evaluated = EXCLUDED.evaluated, final = EXCLUDED.final,
-        scope_start = EXCLUDED.scope_start, scope_end = EXCLUDED.scope_end,
-        expected_slots = EXCLUDED.expected_slots, outage_slots = EXCLUDED.outage_slots,
-        extraction_completeness = EXCLUDED.extraction_completeness,
-        reinjection_completeness = EXCLUDED.reinjection_completeness,
-        level_completeness = EXCLUDED.level_completeness,
-        temperature_completeness = EXCLUDED.temperature_completeness,
-        quality_completeness = EXCLUDED.quality_completeness, layers = EXCLUDED.layers,
-        max_daily_extraction_m3 = EXCLUDED.max_daily_extraction_m3,
-        days_over_daily_limit = EXCLUDED.days_over_daily_limit,
-        extraction_m3 = EXCLUDED.extraction_m3, season = EXCLUDED.season,
-        season_level_sum = EXCLUDED.season_level_sum, season_level_n = EXCLUDED.season_level_n,
-        watermark = EXCLUDED.watermark, computed_at = EXCLUDED.computed_at
+    {_MARK_COMPANIES}
     """
 )
 
-# Year to date: the whole-month extraction of this and the earlier months of the year. Equal to
-# the sum up to the end of the evaluated part: a part ends before its month does only where no
-# extraction follows (otherwise the whole month would be in scope) or at the watermark.
+# Year to date: the extraction (from applies_from on) of this and the earlier months of the
+# year. Equal to the sum up to the end of the evaluated part: a part ends before its month does
+# only where no extraction follows (otherwise the whole month would be in scope) or at the
+# watermark.
 _YTD = sa.text(
-    """
-    UPDATE project_month_metric m SET ytd_extraction_m3 = y.ytd
-    FROM (
-        SELECT project_id, month,
-               CASE WHEN evaluated THEN round(sum(extraction_m3) OVER (
-                   PARTITION BY project_id, date_trunc('year', month) ORDER BY month
-               )::numeric, 6)::float8 END AS ytd
-        FROM project_month_metric
-        WHERE month >= :year_start AND month < :year_end
-          AND project_id IN (SELECT project_id FROM scope)
-    ) y
-    WHERE m.project_id = y.project_id AND m.month = y.month
-      AND m.ytd_extraction_m3 IS DISTINCT FROM y.ytd
+    f"""
+    WITH changed AS (
+        UPDATE project_month_metric m SET ytd_extraction_m3 = y.ytd
+        FROM (
+            SELECT project_id, month,
+                   CASE WHEN evaluated THEN round(sum(extraction_m3) OVER (
+                       PARTITION BY project_id, date_trunc('year', month) ORDER BY month
+                   )::numeric, 6)::float8 END AS ytd
+            FROM project_month_metric
+            WHERE month >= :year_start AND month < :year_end
+              AND project_id IN (SELECT project_id FROM scope)
+        ) y
+        WHERE m.project_id = y.project_id AND m.month = y.month
+          AND m.ytd_extraction_m3 IS DISTINCT FROM y.ytd
+        RETURNING m.project_id
+    )
+    {_MARK_COMPANIES}
     """
 )
 
 
 # ------------------------------------------------------------------------------- the run
-
-
-def _check_zone(settings: Settings, rulebook: Rulebook) -> str:
-    if settings.timezone != rulebook.timezone:
-        raise ValueError(
-            f"GEOCREDIT_TIMEZONE {settings.timezone} differs from the rulebook's time zone "
-            f"{rulebook.timezone}: local days and months would not match"
-        )
-    return settings.timezone
 
 
 def current_watermark(conn: sa.Connection) -> datetime | None:
@@ -542,15 +739,13 @@ def run_rollup(
     engine: sa.Engine,
     *,
     everything: bool = False,
-    settings: Settings | None = None,
     rulebook: Rulebook | None = None,
     progress: Progress | None = None,
 ) -> RollupResult:
     """Bring daily rows, outage slots and project months up to date; `everything` recomputes all
-    of them from the observations."""
-    settings = settings or get_settings()
+    of them from the observations. Local days are the rulebook's (default: the one in force)."""
     rb = rulebook or load_rulebook()
-    ctx = _Context(tz=_check_zone(settings, rb), rb=rb, progress=progress or _quiet)
+    ctx = _Context(tz=rb.timezone, rb=rb, progress=progress or _quiet)
     result = RollupResult()
     with engine.connect() as conn:
         watermark = current_watermark(conn)
@@ -629,7 +824,7 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
                 conn.execute(statement, {"day": day})
             changed = _roll_outage(conn, ctx, day)
             conn.execute(_DAY_COMPLETENESS, {"day": day, "all_rows": changed})
-            conn.execute(_TOUCHED, {"day": day, "outage_changed": changed})
+            conn.execute(_TOUCHED, p | {"day": day, "outage_changed": changed})
         result.days += 1
         result.datastream_days += claimed
         result.outage_days_changed += changed
@@ -662,7 +857,8 @@ def _roll_outage(conn: sa.Connection, ctx: _Context, day: date) -> bool:
     )
     row = conn.execute(
         _OUTAGE,
-        {
+        ctx.params
+        | {
             "day": day,
             "nslots": nslots,
             "volumes": list(VOLUMES),
@@ -676,29 +872,19 @@ def _roll_outage(conn: sa.Connection, ctx: _Context, day: date) -> bool:
     return True
 
 
-def _months_between(first: date, last: date) -> list[date]:
-    months, m = [], periods.month_of(first)
-    while m <= last:
-        months.append(m)
-        m = periods.add_months(m, 1)
-    return months
-
-
 def _months_to_recompute(
     conn: sa.Connection, ctx: _Context, state, watermark: datetime | None
 ) -> dict[date, list[int] | None]:
-    """month → project ids to recompute (None: every project), from applies_from's month to the
-    watermark's."""
+    """month → project ids to recompute (None: every project), from the month of the heating
+    season before applies_from's to the watermark's."""
     if watermark is None:
         return {}
     rb = ctx.rb
-    first = periods.month_of(rb.applies_from)
-    last = periods.month_of(periods.local_date(watermark, rb))
-    if last < first:
+    all_months = periods.rollup_months(rb, periods.month_of(periods.local_date(watermark, rb)))
+    if not all_months:
         return {}
-    all_months = _months_between(first, last)
-    # Days before applies_from are rolled up but their months are never evaluated.
-    conn.execute(sa.text("DELETE FROM dirty_month WHERE month < :m"), {"m": first})
+    # Days of other months are rolled up but their months are never used.
+    conn.execute(sa.text("DELETE FROM dirty_month WHERE NOT month = ANY(:m)"), {"m": all_months})
     if state is None or state.watermark is None:
         return dict.fromkeys(all_months)
 
@@ -714,29 +900,42 @@ def _months_to_recompute(
             for m in all_months
             if periods.is_final(m, old, rb) != periods.is_final(m, watermark, rb)
         )
-    changed_projects = _registry_changes(conn, state)
+    changed = _registry_changes(conn, ctx, state)
     out: dict[date, list[int] | None] = {}
     for month in all_months:
         if month in every:
             out[month] = None
-        elif wanted := per_month.get(month, set()) | changed_projects:
+            continue
+        wanted = per_month.get(month, set())
+        wanted |= {pid for pid, since in changed.items() if since is None or since <= month}
+        if wanted:
             out[month] = sorted(wanted)
     return out
 
 
-def _registry_changes(conn: sa.Connection, state) -> set[int]:
-    """Projects whose version, wells, permits or datastreams changed since the last rollup."""
+# The projects whose registry rows (versions of them and of their wells, permits, datastreams)
+# were recorded since the last rollup, with when the change took effect (NULL: always).
+_REGISTRY_CHANGES = sa.text(
+    f"""
+    SELECT project_id, took_effect FROM ({versions("project_version")}) v WHERE id > :pv
+    UNION ALL
+    SELECT w.project_id, v.took_effect
+    FROM ({versions("well_version")}) v JOIN well_version w ON w.well_id = v.well_id
+    WHERE v.id > :wv
+    UNION ALL
+    SELECT project_id, took_effect FROM ({versions("permit")}) v WHERE id > :pm
+    UNION ALL
+    SELECT w.project_id, NULL FROM datastream ds JOIN well_version w ON w.well_id = ds.well_id
+    WHERE ds.updated_at > coalesce(:ds, '-infinity'::timestamptz)
+    """
+)
+
+
+def _registry_changes(conn: sa.Connection, ctx: _Context, state) -> dict[int, date | None]:
+    """project id → the first month a registry change since the last rollup affects (None:
+    every month). A well's change concerns every project it has belonged to."""
     rows = conn.execute(
-        sa.text(
-            """
-            SELECT project_id FROM project_version WHERE id > :pv
-            UNION SELECT project_id FROM well_version WHERE id > :wv
-            UNION SELECT project_id FROM permit WHERE id > :pm
-            UNION SELECT w.project_id FROM datastream ds
-                  JOIN well_version w ON w.well_id = ds.well_id
-                  WHERE ds.updated_at > coalesce(:ds, '-infinity'::timestamptz)
-            """
-        ),
+        _REGISTRY_CHANGES,
         {
             "pv": state.project_version_id,
             "wv": state.well_version_id,
@@ -744,7 +943,16 @@ def _registry_changes(conn: sa.Connection, state) -> set[int]:
             "ds": state.datastream_changed_at,
         },
     )
-    return {r[0] for r in rows}
+    out: dict[int, date | None] = {}
+    for pid, took_effect in rows:
+        month = None
+        if took_effect is not None:
+            month = periods.month_of(periods.local_date(took_effect, ctx.rb))
+        if pid not in out:
+            out[pid] = month
+        elif out[pid] is not None:
+            out[pid] = None if month is None else min(out[pid], month)
+    return out
 
 
 def _roll_months(
@@ -780,67 +988,77 @@ def _roll_month(
 ) -> int:
     rb = ctx.rb
     nxt = periods.add_months(month, 1)
-    cities = list(
-        conn.scalars(
-            sa.text(
-                f"SELECT DISTINCT city FROM ({_CURRENT_PROJECTS}) p WHERE project_id = ANY(:ids)"
-            ),
-            {"ids": ids},
+    p = ctx.params | {"month": month, "next": nxt, "ids": ids}
+    conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+    conn.execute(_PSEG, p)
+    conn.execute(_WP, p)
+    conn.execute(sa.text("ANALYZE pseg; ANALYZE wp"))
+    segments = conn.execute(
+        sa.text(
+            "SELECT project_id, first_day, last_day, type, city, operating FROM pseg "
+            "ORDER BY project_id, first_day"
         )
-    )
-    heat = {c: periods.heating_season_days(c, month, rb) for c in cities}
-    rows = conn.execute(
-        _MONTH_PROJECTS,
+    ).all()
+    heat = {c: periods.heating_season_days(c, month, rb) for c in {s.city for s in segments}}
+    conn.execute(
+        _XDAY,
         {
-            "month": month,
-            "next": nxt,
-            "projects": ids,
-            "cities": cities,
+            "cities": list(heat),
             "heat_first": [h[0] if h else None for h in heat.values()],
             "heat_last": [h[1] if h else None for h in heat.values()],
         },
-    ).all()
-    final = periods.is_final(month, watermark, rb)
-    cols: dict[str, list] = {k: [] for k in (
-        "project_id", "operating", "evaluated", "start_ts", "end_ts", "heat_first", "heat_last",
-        "season", "permit_daily",
-    )}  # fmt: skip
-    for r in rows:
+    )
+    outside = set(conn.scalars(sa.text("SELECT DISTINCT project_id FROM xday WHERE off_season")))
+
+    cols: dict[str, list] = {k: [] for k in ("project_id", "offset", "evaluated", "start_s",
+                                               "end_s")}  # fmt: skip
+    for s in segments:
         scope = periods.month_scope(
             month,
-            city=r.city,
-            project_type=ProjectType(r.type),
-            extraction_outside_season=r.outside_season,
+            city=s.city,
+            project_type=ProjectType(s.type),
+            extraction_outside_season=s.project_id in outside,
             watermark=watermark,
             rulebook=rb,
+            days=(s.first_day, s.last_day),
         )
-        h = heat[r.city]
-        cols["project_id"].append(r.project_id)
-        cols["operating"].append(r.operating)
+        cols["project_id"].append(s.project_id)
+        cols["offset"].append((s.first_day - month).days)
         cols["evaluated"].append(scope.evaluated)
-        cols["start_ts"].append(scope.start)
-        cols["end_ts"].append(scope.end)
-        cols["heat_first"].append(h[0] if h else None)
-        cols["heat_last"].append(h[1] if h else None)
-        cols["season"].append(periods.season_of(h[0], r.city, rb) if h else None)
-        cols["permit_daily"].append(r.daily_intensity_m3)
-    conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
-    conn.execute(_SCOPE, cols)
-    conn.execute(sa.text("ANALYZE scope"))
-    p = ctx.params | {"month": month, "next": nxt}
+        cols["start_s"].append(scope.start.timestamp())
+        cols["end_s"].append(scope.end.timestamp())
+    seasons = [periods.season_of(h[0], c, rb) if h else None for c, h in heat.items()]
+    conn.execute(_PSCOPE, cols | {"month": month})
+    conn.execute(
+        _SCOPE,
+        ctx.params
+        | {
+            "next": nxt,
+            "cities": list(heat),
+            "heat_first": [h[0] if h else None for h in heat.values()],
+            "heat_last": [h[1] if h else None for h in heat.values()],
+            "seasons": seasons,
+        },
+    )
+    for statement in _SCOPE_FACTS:
+        conn.execute(statement, p)
+    conn.execute(_WPARTS, p)
     conn.execute(_AVAIL, p)
+    conn.execute(sa.text("ANALYZE avail; ANALYZE wparts; ANALYZE scope; ANALYZE xday"))
+    conn.execute(_WEXP)
     conn.execute(_STREAMS)
-    conn.execute(sa.text("ANALYZE avail; ANALYZE streams"))
-    conn.execute(_PROJECT_DAYS, p)
+    conn.execute(sa.text("ANALYZE streams"))
+    conn.execute(_PROJECT_DAYS, p | {"applies_from": rb.applies_from})
     conn.execute(_PEAKS, p)
     conn.execute(sa.text("ANALYZE pd; ANALYZE peaks"))
+    final = periods.is_final(month, watermark, rb)
     conn.execute(
         _STORE_MONTHS, {"month": month, "next": nxt, "final": final, "watermark": watermark}
     )
     conn.execute(
         _YTD, {"year_start": date(month.year, 1, 1), "year_end": date(month.year + 1, 1, 1)}
     )
-    return len(rows)
+    return len({s.project_id for s in segments})
 
 
 _MARKERS = sa.text(

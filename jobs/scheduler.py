@@ -47,6 +47,7 @@ from jobs.runs import Run, job_lock, recorded_run
 from registry import db, heap
 from registry.settings import Settings
 from scoring import periods
+from scoring.rulebook import load_rulebook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,7 +92,7 @@ def run_job(job_id: str) -> None:
     """What the job store calls (by reference): the job's spec, with its window."""
     ctx = _ctx()
     spec = ctx.specs[job_id]
-    key = window_key(datetime.now(UTC), spec.period, ZoneInfo(ctx.settings.timezone))
+    key = window_key(datetime.now(UTC), spec.period, load_rulebook().zone)
     try:
         spec.run(key)
     except Exception:
@@ -119,9 +120,7 @@ def pull_then_roll_up_and_score(key: str) -> None:
             return
         settings = ctx.settings
         url = db.database_url(settings)
-        outcome = run_in_own_process(
-            pull_window, key, url, settings.platform_url, settings.timezone
-        )
+        outcome = run_in_own_process(pull_window, key, url, settings.platform_url)
         if outcome is not None:
             how, why = outcome
             if how == "skipped":
@@ -135,13 +134,13 @@ def pull_then_roll_up_and_score(key: str) -> None:
             log.exception("%s %s failed", job, key)
 
 
-def pull_window(key: str, url: str, platform_url: str, timezone: str) -> tuple[str, str] | None:
+def pull_window(key: str, url: str, platform_url: str) -> tuple[str, str] | None:
     """The pull of window `key` (ingest records its own job_run row): None when it read the
     feed to its end, else ("skipped" or "failed", why)."""
     from jobs import ingest
 
     try:
-        asyncio.run(ingest.pull_job(key, url, platform_url, timezone=timezone))
+        asyncio.run(ingest.pull_job(key, url, platform_url))
     except ingest.PullBusy as exc:
         return "skipped", str(exc)
     except ingest.PullFailed as exc:
@@ -167,7 +166,7 @@ def roll_up(run: Run) -> dict:
     from jobs.rollup import run_rollup
 
     ctx = _ctx()
-    return run_rollup(ctx.engine, settings=ctx.settings).counts()
+    return run_rollup(ctx.engine).counts()
 
 
 def score(run: Run) -> dict:
@@ -277,7 +276,7 @@ def build_scheduler(
     """A scheduler with the jobs on the shared store; the caller starts it (`start_scheduler`
     also drops jobs of the store that are no longer defined)."""
     global _context
-    tz = ZoneInfo(settings.timezone)
+    tz = load_rulebook().zone  # local days are the rulebook's
     engine = db.make_engine(db.database_url(settings))
     specs = {spec.id: spec for spec in (jobs if jobs is not None else default_jobs(tz))}
     _context = _Context(settings, engine, specs)

@@ -8,6 +8,7 @@ the services. The datastream table is operational and mutable: upserted by the p
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pydantic
 import sqlalchemy as sa
@@ -134,8 +135,11 @@ async def _current(session: AsyncSession, kind: str) -> dict[str, tuple]:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
-async def store_things(session: AsyncSession, things: list) -> SyncResult:
-    """Register what changed and upsert the datastreams, in the caller's transaction."""
+async def store_things(
+    session: AsyncSession, things: list, synced_at: datetime | None = None
+) -> SyncResult:
+    """Register what changed and upsert the datastreams, in the caller's transaction. A change
+    takes effect at `synced_at` (None: now): the platform gives no effective date."""
     companies, projects, wells, streams, rejected = parse_things(things)
     result = SyncResult(things=len(things), datastreams=len(streams), rejected=rejected)
 
@@ -151,7 +155,10 @@ async def store_things(session: AsyncSession, things: list) -> SyncResult:
         if current.get(code) != want:
             changed.append(data)
     names = {code: c.name for code, c in companies.items()}
-    result.written += (await services.register_projects(session, changed, SOURCE, names)).written
+    done = await services.register_projects(
+        session, changed, SOURCE, names, effective_from=synced_at
+    )
+    result.written += done.written
 
     current = await _current(session, "well")
     changed = [
@@ -159,7 +166,8 @@ async def store_things(session: AsyncSession, things: list) -> SyncResult:
         for code, w in wells.items()
         if current.get(code) != (w.project_code, w.role.value, w.aquifer, w.operating)
     ]
-    result.written += (await services.register_wells(session, changed, SOURCE)).written
+    done = await services.register_wells(session, changed, SOURCE, effective_from=synced_at)
+    result.written += done.written
 
     well_ids = dict(
         (
@@ -203,12 +211,16 @@ async def _upsert_datastreams(session: AsyncSession, rows: list[dict]) -> int:
 
 
 async def sync_things(
-    factory: async_sessionmaker[AsyncSession], client: PlatformClient, top: int = 1000
+    factory: async_sessionmaker[AsyncSession],
+    client: PlatformClient,
+    top: int = 1000,
+    synced_at: datetime | None = None,
 ) -> SyncResult:
-    """Read every Thing from the platform and bring the registry up to date (one transaction)."""
+    """Read every Thing from the platform and bring the registry up to date (one transaction);
+    changes take effect at `synced_at` (None: now)."""
     started = time.perf_counter()
     things = await client.things(top)
     async with db.transaction(factory, SOURCE) as session:
-        result = await store_things(session, things)
+        result = await store_things(session, things, synced_at)
     result.seconds = time.perf_counter() - started
     return result

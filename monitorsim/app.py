@@ -111,10 +111,7 @@ class MonitorSim:
         self.clock = Clock(frozen)
         self.faults = Faults(c.http_faults)
         self._truth: OrderedDict[int, dict] = OrderedDict()
-        self._things = {
-            expand: [_json.encode(self._thing(w, expand)) for w in self.world.wells]
-            for expand in (False, True)
-        }
+        self._things: dict[tuple[bool, int], list[bytes]] = {}  # (expand, changes applied)
 
     # ---- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -223,7 +220,12 @@ class MonitorSim:
 
     def _things_page(self, scope) -> bytes:
         q = parse(scope["query_string"], 100, self.config.things_page_max, feed=False)
-        things = self._things["Datastreams" in (q.expand or "")]
+        key = ("Datastreams" in (q.expand or ""), self.world.changes.applied(self.clock.now()))
+        things = self._things.get(key)
+        if things is None:
+            things = self._things[key] = [
+                _json.encode(self._thing(w, *key)) for w in self.world.wells
+            ]
         start = min(q.skip, len(things))
         end = min(start + q.top, len(things))
         parts = [b'{"@iot.count":%d,' % len(things) if q.count else b"{"]
@@ -254,8 +256,9 @@ class MonitorSim:
             }
         )
 
-    def _thing(self, well, expand: bool) -> dict:
+    def _thing(self, well, expand: bool, applied: int = 0) -> dict:
         p = well.project
+        operating, ptype = self.world.changes.state(well, applied)
         thing: dict = {
             "@iot.id": well.thing_id,
             "name": f"{well.code} {_ROLE_CN[well.role]}",
@@ -266,8 +269,8 @@ class MonitorSim:
                 "aquifer": well.aquifer,
                 "projectCode": p.code,
                 "projectName": p.name,
-                "projectType": p.type,
-                "operating": p.operating,
+                "projectType": ptype,
+                "operating": operating,
                 "companyCreditCode": p.company.credit_code,
                 "companyName": p.company.name,
                 "city": p.city,
@@ -341,6 +344,9 @@ class MonitorSim:
                 "visible": self.visible(),
             },
             "companies": [_company(co) for co in w.companies],
+            "registryChanges": [
+                {**ch, "at": iso_utc(ch["at"].timestamp())} for ch in c.registry_changes
+            ],
         }
 
 

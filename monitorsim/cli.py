@@ -108,6 +108,13 @@ def serve(
     meter_silence_hours: float = typer.Option(
         48.0, "--meter-silence-hours", metavar="H", help="How long a meter_silence lasts."
     ),
+    registry_change: list[str] = typer.Option(
+        [],
+        "--registry-change",
+        metavar="JSON",
+        help='A registry change mid-season (repeatable), e.g. {"at": "2026-01-10", '
+        '"project": "CODE", "operating": false} or {..., "projectType": "CLOSED_LOOP"}.',
+    ),
     http_faults: str = typer.Option(
         "{}", "--http-faults", metavar="JSON", help="HTTP faults, as for POST /faults."
     ),
@@ -140,6 +147,7 @@ def serve(
         no_data_faults=no_data_faults,
         meter_fault=meter_fault,
         meter_silence_hours=meter_silence_hours,
+        registry_change=registry_change,
         http_faults=http_faults,
         page_max=page_max,
     )
@@ -181,6 +189,7 @@ def config_from_options(
     no_data_faults: bool = False,
     meter_fault: list[str] = (),
     meter_silence_hours: float = 48.0,
+    registry_change: list[str] = (),
     http_faults: str = "{}",
     page_max: int = 10_000,
 ) -> Config:
@@ -205,6 +214,12 @@ def config_from_options(
         raise typer.BadParameter(f"not JSON: {e}", param_hint="--http-faults") from None
     if not isinstance(http, dict):
         raise typer.BadParameter("give a JSON object", param_hint="--http-faults")
+    changes = []
+    for text in registry_change:
+        try:
+            changes.append(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise typer.BadParameter(f"not JSON: {e}", param_hint="--registry-change") from None
     try:
         return Config(
             scenario=scenario,
@@ -222,6 +237,7 @@ def config_from_options(
             data_faults=faults,
             meter_faults=_rates(list(meter_fault), "--meter-fault"),
             meter_silence_hours=meter_silence_hours,
+            registry_changes=changes,
             http_faults=http,
             page_max=page_max,
         ).resolved()

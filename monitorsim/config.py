@@ -91,6 +91,10 @@ class Config:
     http_faults: dict = field(default_factory=dict)
     page_max: int = 10_000  # server cap for $top on Observations
     things_page_max: int = 1_000
+    # Registry changes mid-season: [{"at": TIME, "project" | "well": CODE, "operating": bool,
+    # "projectType": TYPE}] (at least one of the last two). From `at` on, Things report them and
+    # a well that is not operating sends nothing (see generator.Changes).
+    registry_changes: list[dict] = field(default_factory=list)
     resolved_: bool = field(default=False, repr=False)
 
     def resolved(self) -> Config:
@@ -137,6 +141,7 @@ class Config:
             span = max(last - c.start, timedelta(days=1))
             day = (c.start + span * 0.7).astimezone(CST).date()
             c.outage_start = datetime(day.year, day.month, day.day, 1, tzinfo=CST)
+        c.registry_changes = [_registry_change(ch) for ch in c.registry_changes]
         unknown = set(c.data_faults) - set(DATA_FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown data fault kinds: {sorted(unknown)}")
@@ -159,6 +164,25 @@ class Config:
             **http,
         }
         return c
+
+
+def _registry_change(change: dict) -> dict:
+    ch = dict(change)
+    if not isinstance(ch.get("at"), datetime):
+        ch["at"] = parse_time(str(ch.get("at", "")))
+    if ("project" in ch) == ("well" in ch):
+        raise ValueError(f"a registry change names a project or a well: {change}")
+    if not {"operating", "projectType"} & set(ch) or set(ch) - {
+        "at",
+        "project",
+        "well",
+        "operating",
+        "projectType",
+    }:
+        raise ValueError(f"a registry change sets operating and/or projectType: {change}")
+    if "projectType" in ch and "project" not in ch:
+        raise ValueError(f"projectType is a project's: {change}")
+    return ch
 
 
 def local_midnight(d: date) -> datetime:

@@ -257,6 +257,60 @@ def _phase(n: int) -> str:
     return (digits[n] if n < 10 else str(n)) + "期"
 
 
+class Changes:
+    """The config's registry changes mid-season: from each change's time on, its project's or
+    well's `operating` flag and its project's type are the new ones, and a well that is not
+    operating sends nothing (a slot counts as of its start)."""
+
+    def __init__(self, world: World):
+        self.t0 = world.t0
+        wells = {w.code: w for w in world.wells}
+        projects = {w.project.code: w.project for w in world.wells}
+        self.events: list[tuple[int, list[Well], dict]] = []
+        for ch in sorted(world.config.registry_changes, key=lambda ch: ch["at"]):
+            if "well" in ch:
+                if ch["well"] not in wells:
+                    raise ValueError(f"registry change of an unknown well {ch['well']!r}")
+                targets = [wells[ch["well"]]]
+            else:
+                if ch["project"] not in projects:
+                    raise ValueError(f"registry change of an unknown project {ch['project']!r}")
+                targets = projects[ch["project"]].wells
+            values = {k: ch[k] for k in ("operating", "projectType") if k in ch}
+            self.events.append((epoch(ch["at"]), targets, values))
+
+    def applied(self, t: float) -> int:
+        """How many changes have happened by time t."""
+        return sum(1 for at, _, _ in self.events if at <= t)
+
+    def state(self, well: Well, applied: int) -> tuple[bool, str]:
+        """(operating, project type) of a well after the first `applied` changes."""
+        operating, ptype = well.project.operating, well.project.type
+        for _, targets, values in self.events[:applied]:
+            if any(w is well for w in targets):
+                operating = values.get("operating", operating)
+            if "projectType" in values and any(w.project is well.project for w in targets):
+                ptype = values["projectType"]
+        return operating, ptype
+
+    def touches(self, project: Project) -> bool:
+        return any(w.project is project for _, targets, _ in self.events for w in targets)
+
+    def off_slots(self, well: Well, slots: int) -> set[int] | None:
+        """Slots in which the well is not operating, or None when it always is."""
+        if not self.events:
+            return None if well.project.operating else set(range(slots))
+        off: set[int] = set()
+        applied, times = 0, [at for at, _, _ in self.events]
+        for s in range(slots):
+            start = self.t0 + s * SLOT
+            while applied < len(times) and times[applied] <= start:
+                applied += 1
+            if not self.state(well, applied)[0]:
+                off.add(s)
+        return off or None
+
+
 class World:
     """Entities plus the observation feed as parallel arrays in feed order."""
 
@@ -277,6 +331,7 @@ class World:
         self.meter_events: list[tuple[str, int, int, int]] = []
         self.silenced: set[tuple[int, int]] = set()  # (datastream id, phenomenonTime): not sent
         self._build_entities()
+        self.changes = Changes(self)
         self._generate()
 
     # ---- entities -------------------------------------------------------------------------
@@ -533,9 +588,11 @@ class World:
         self._slot_tables()
         streams: list[tuple] = []  # per active well: (ds ids, values per slot, kinds, scales)
         missing: list[set[int] | None] = []
+        off_slots: list[set[int] | None] = []  # not operating (registry changes)
+        changes = self.changes
         for company in self.companies:
             for project in company.projects:
-                if not project.operating:
+                if not project.operating and not changes.touches(project):
                     continue
                 series = self._series(project)
                 for w in project.wells:
@@ -550,6 +607,7 @@ class World:
                     )
                     gappy = "gaps" in project.spec.features and w.role == "EXTRACTION"
                     missing.append(self._gap_slots() if gappy else None)
+                    off_slots.append(changes.off_slots(w, self.slots) if changes.events else None)
         rates = c.data_faults
         kinds = [k for k in rates if rates[k] > 0]
         edges = list(itertools.accumulate(rates[k] for k in kinds))
@@ -580,6 +638,10 @@ class World:
             for wi in sorted(range(nwells), key=delays.__getitem__):
                 ds_ids, values, kinds_, scales = streams[wi]
                 k = len(ds_ids)
+                off = off_slots[wi]
+                if off is not None and s in off:
+                    injected["off_rows"] = injected.get("off_rows", 0) + k
+                    continue
                 gaps = missing[wi]
                 if gaps is not None and s in gaps:
                     injected["gap_rows"] += k

@@ -338,37 +338,69 @@ async def lift_listing(acting: Acting, data: LiftInput | Mapping[str, Any]) -> D
 # ---------------------------------------------------------------- registry facts
 
 
+def _effective(acting: Acting, effective_from: datetime | None) -> datetime | None:
+    """An admin record's effectiveFrom: with an offset, not in the future (None: now)."""
+    if effective_from is None:
+        return None
+    if effective_from.tzinfo is None or effective_from.utcoffset() is None:
+        message = "effectiveFrom needs a time zone offset"
+        raise Refused([Problem(INVALID_INPUT, message, ("effective_from",))])
+    if effective_from > acting.now:
+        message = "effectiveFrom lies in the future"
+        raise Refused([Problem(INVALID_INPUT, message, ("effective_from",))])
+    return effective_from
+
+
 async def register_project(
     acting: Acting,
     data: services.ProjectInput | Mapping[str, Any],
     company_name: str | None = None,
+    effective_from: datetime | None = None,
 ) -> Done:
     """A project, or a new version of it; files the company too when `company_name` is given
-    and it has no credit file yet."""
+    and it has no credit file yet. From `effective_from` (None: now; in the past: a correction
+    of the months since, which the next rollup judges again)."""
     company_name = (company_name or "").strip() or None
 
     async def write(session: AsyncSession, data: services.ProjectInput) -> tuple[int, int]:
-        project = await services.register_project(session, data, acting.actor, company_name)
+        when = _effective(acting, effective_from)
+        project = await services.register_project(
+            session, data, acting.actor, company_name, effective_from=when
+        )
         return project.id, await project_company_id(session, project.id)
 
     return await _perform(acting, Action.REGISTER_PROJECT, services.ProjectInput, data, write)
 
 
-async def record_permit(acting: Acting, data: services.PermitInput | Mapping[str, Any]) -> Done:
-    """A permit of a project; it supersedes the current one of its kind."""
+async def record_permit(
+    acting: Acting,
+    data: services.PermitInput | Mapping[str, Any],
+    effective_from: datetime | None = None,
+) -> Done:
+    """A permit of a project; it supersedes the current one of its kind from `effective_from`
+    (None: now; in the past: a correction)."""
 
     async def write(session: AsyncSession, data: services.PermitInput) -> tuple[int, int]:
-        permit = await services.record_permit(session, data, acting.actor)
+        when = _effective(acting, effective_from)
+        permit = await services.record_permit(session, data, acting.actor, effective_from=when)
         return permit.id, await project_company_id(session, permit.project_id)
 
     return await _perform(acting, Action.RECORD_PERMIT, services.PermitInput, data, write)
 
 
-async def set_project_zones(acting: Acting, data: services.ZonesInput | Mapping[str, Any]) -> Done:
-    """A project's zone flags (二(三)1 zone bans); a None flag stays as it is."""
+async def set_project_zones(
+    acting: Acting,
+    data: services.ZonesInput | Mapping[str, Any],
+    effective_from: datetime | None = None,
+) -> Done:
+    """A project's zone flags (二(三)1 zone bans); a None flag stays as it is. From
+    `effective_from` (None: now; in the past: a correction)."""
 
     async def write(session: AsyncSession, data: services.ZonesInput) -> tuple[int, int]:
-        project = await services.set_project_zones(session, data, acting.actor)
+        when = _effective(acting, effective_from)
+        project = await services.set_project_zones(
+            session, data, acting.actor, effective_from=when
+        )
         return project.id, await project_company_id(session, project.id)
 
     return await _perform(acting, Action.SET_PROJECT_ZONES, services.ZonesInput, data, write)

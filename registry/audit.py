@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from registry.models import APPEND_ONLY_TABLES
 from registry.settings import Settings
 
-_ROW_DIGEST = "encode(sha256(convert_to(to_jsonb(t)::text, 'UTF8')), 'hex')"
+# As the trigger takes it (migration 0009: columns added later are left out while NULL).
+_ROW_DIGEST = "geocredit_row_digest(to_jsonb(t))"
 
 
 @dataclass

@@ -158,6 +158,22 @@ APPLICATION = View(
     """
 )
 
+# What the latest scoring of each company could not evaluate, one row per item.
+NOT_EVALUATED = View(
+    """
+    SELECT n.company_id, n.computed_at, n.rulebook_version, i.n AS id,
+           i.item ->> 'project_code' AS project_code, i.item ->> 'rule_id' AS rule_id,
+           i.item ->> 'why' AS why, i.item ->> 'reason' AS reason,
+           CAST(i.item ->> 'window_start' AS date) AS window_start,
+           CAST(i.item ->> 'window_end' AS date) AS window_end
+    FROM (
+        SELECT DISTINCT ON (company_id) * FROM not_evaluated
+        ORDER BY company_id, computed_at DESC, id DESC
+    ) n CROSS JOIN LATERAL jsonb_array_elements(n.items) WITH ORDINALITY i(item, n)
+    """,
+    descending=False,
+)
+
 MONTH_METRIC = View(
     "SELECT * FROM project_month_metric",
     cursor="month",

@@ -87,11 +87,19 @@ class Project(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+def _effective() -> Any:
+    return _ts(default=None)
+
+
 class ProjectVersion(SQLModel, table=True):
     """A full snapshot of a project's attributes; the latest row per project is current.
 
     Zone flags are None when the registry does not know them: rules that need them are then not
     evaluated for the project (docs/rulebook.md, Scope).
+
+    Versions take effect (registry/facts.py): a project's first version describes it as it has
+    always been; a later one from `effective_from` (an admin record's, which may lie in the past),
+    or, when None, from when it was recorded (a platform sync).
     """
 
     __tablename__ = "project_version"
@@ -108,6 +116,7 @@ class ProjectVersion(SQLModel, table=True):
     in_groundwater_restricted_zone: bool | None = None  # 超采区 / 限制开采区 / 禁止开采区
     source: str
     recorded_at: datetime = _created()
+    effective_from: datetime | None = _effective()
 
 
 class Well(SQLModel, table=True):
@@ -128,10 +137,13 @@ class WellVersion(SQLModel, table=True):
     operating: bool = True
     source: str
     recorded_at: datetime = _created()
+    effective_from: datetime | None = _effective()  # as ProjectVersion's
 
 
 class Permit(SQLModel, table=True):
-    """An approval of a project; a later permit of the same kind supersedes an earlier one."""
+    """An approval of a project; a later permit of the same kind supersedes an earlier one from
+    its `effective_from` (as a project version's: the first permit of a kind from the beginning,
+    None = from when it was recorded). `valid_from`/`valid_to` are the permit document's own."""
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = _fk("project.id")
@@ -144,6 +156,7 @@ class Permit(SQLModel, table=True):
     supersedes_id: int | None = Field(default=None, foreign_key="permit.id")
     recorded_by: str
     recorded_at: datetime = _created()
+    effective_from: datetime | None = _effective()
 
 
 class AquiferLimit(SQLModel, table=True):
@@ -385,6 +398,25 @@ class ScoreSnapshot(SQLModel, table=True):
     recorded_at: datetime = _created()
 
 
+class NotEvaluatedRecord(SQLModel, table=True):
+    """What the rulebook could not evaluate for a company, and why, as of `computed_at`: every
+    (project, rule, cause, period) in `items`, summed up per rule and cause in `summary` (the
+    evidence of a decision's NOT_EVALUATED reason). A new row when either changes."""
+
+    __tablename__ = "not_evaluated"
+    __table_args__ = (sa.Index("ix_not_evaluated_latest", "company_id", "computed_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    company_id: int = Field(foreign_key="company.id")
+    computed_at: datetime = _ts()
+    rulebook_version: str
+    # [{project_code, rule_id, why, reason, window_start, window_end}]
+    items: list = _json(default_factory=list)
+    summary: dict = _json(default_factory=dict)  # {"rules": [{ruleId, why, projects, months}]}
+    digest: str  # of what the row depends on: the next scoring compares it
+    job_run_id: int | None = Field(default=None, foreign_key="job_run.id")
+    recorded_at: datetime = _created()
+
+
 class Listing(SQLModel, table=True):
     """A 失信 listing; it is over once a listing_end references it (or after max_end)."""
 
@@ -563,6 +595,7 @@ APPEND_ONLY_TABLES = (
     "credit_finding",
     "finding_event",
     "score_snapshot",
+    "not_evaluated",
     "listing",
     "listing_end",
     "appeal",
@@ -636,6 +669,13 @@ class ProjectMonthMetric(SQLModel, table=True):
     season: int | None = None  # heating season (start year) of the month's heating days
     season_level_sum: float = 0.0  # Σ depth to water over the month's heating days …
     season_level_n: int = 0  # … and how many readings
+    # The registry facts the month is judged with: those in force on its last evaluated day
+    # (else its last day). None on rows older than these columns: the current facts then.
+    project_type: str | None = None
+    permit_annual_m3: float | None = None
+    permit_daily_m3: float | None = None
+    # Flagged operating on an evaluated day, but without an operating well or any extraction.
+    no_operating_wells: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     watermark: datetime | None = _ts(default=None)
     computed_at: datetime = _created()
 
@@ -663,12 +703,22 @@ class RollupState(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-class ScoreState(SQLModel, table=True):
-    """What each company was last scored with, whether or not that run wrote a snapshot."""
+class ScoreDirty(SQLModel, table=True):
+    """A company whose scoring inputs changed since it was last scored: marked by database
+    triggers on the registry's and reviewers' records and by the rollup (month metrics), taken
+    by the scoring run."""
 
-    __tablename__ = "score_state"
+    __tablename__ = "score_dirty"
     company_id: int = Field(primary_key=True)
-    inputs_digest: str
+
+
+class ScoreRunState(SQLModel, table=True):
+    """What the last full scoring run judged with (one row): a new rulebook version, local day
+    or watermark day makes the next run score every company, not only the marked ones."""
+
+    __tablename__ = "score_run_state"
+    id: int = Field(default=1, primary_key=True)
     rulebook_version: str
-    window_start: date
-    scored_at: datetime = _ts()
+    day: date
+    watermark_day: date | None = None
+    updated_at: datetime = _created()

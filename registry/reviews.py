@@ -31,7 +31,9 @@ from registry.models import (
     RepairDecision,
 )
 from registry.services import company_by_code, project_by_code
+from scoring import periods
 from scoring.model import Verdict
+from scoring.rulebook import load_rulebook
 
 
 class RecordRejected(Exception):
@@ -295,11 +297,16 @@ async def _open_listing(session: AsyncSession, listing_id: int) -> Listing:
     return listing
 
 
+def _shown(end: datetime) -> str:
+    """The end of a period as people read it: its last local day, until 24:00."""
+    return f"{periods.last_day(end, load_rulebook()):%Y-%m-%d} 24:00"
+
+
 def _not_before_min_end(listing: Listing, now: datetime) -> None:
     if now < listing.min_end:
         raise RecordRejected(
             "REPAIR_TOO_EARLY",
-            f"listing {listing.id} runs at least until {listing.min_end.date().isoformat()}: "
+            f"listing {listing.id} runs at least until {_shown(listing.min_end)}: "
             "credit repair is possible only after the minimum period",
         )
 

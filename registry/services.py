@@ -3,11 +3,19 @@
 Plain async functions over an AsyncSession (the caller owns the transaction, see db.transaction).
 Input is validated with plain pydantic models first (SQLModel table models skip validation); a
 change is appended as a new version, an unchanged re-registration writes nothing.
+
+When a version takes effect (registry.facts): an entity's first version describes it as it has
+always been; a later one from its `effective_from`, or from when it was recorded. A platform sync
+passes the sync time (or nothing: now). An admin's record may carry an `effective_from` in the
+past — a correction: the attributes it states then hold from that time on, and the months it
+covers are judged again (the rollup recomputes them). Since versions are full snapshots, such a
+correction appends a copy of every version that took effect after it, with the stated
+attributes changed, so later changes of other attributes keep their own times.
 """
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -167,9 +175,15 @@ def _changed(current: Mapping[str, Any] | None, attrs: dict[str, Any]) -> bool:
 
 
 async def _register(
-    session: AsyncSession, kind: _Kind, rows: dict[str, dict[str, Any]], source: str
+    session: AsyncSession,
+    kind: _Kind,
+    rows: dict[str, dict[str, Any]],
+    source: str,
+    effective_from: datetime | None = None,
 ) -> Registered:
-    """Append a version for each key (natural key -> attributes, one chunk) that changed."""
+    """Append a version for each key (natural key -> attributes, one chunk) that changed,
+    taking effect at `effective_from` (None: when recorded). The caller has made sure that no
+    version of these keys takes effect later (see _correct)."""
     ids = await _identities(session, kind, list(rows))
     version = kind.version.__table__
     ref = version.c[kind.ref]
@@ -186,10 +200,68 @@ async def _register(
         if now is not None:
             attrs = attrs | {k: now[k] for k in kind.keep if attrs[k] is None}
         if _changed(now, attrs):
-            new.append({kind.ref: ids[key], "source": source, **attrs})
+            when = None if now is None else effective_from  # a first version: always
+            new.append({kind.ref: ids[key], "source": source, "effective_from": when, **attrs})
     if new:
         await session.execute(sa.insert(version).returning(version.c.id), new)
     return Registered(ids, len(new))
+
+
+def _effective(version: Mapping[str, Any], first_id: int) -> datetime | None:
+    """When a version took effect; None: from the beginning (an entity's first version)."""
+    if version["id"] == first_id:
+        return None
+    return version["effective_from"] or version["recorded_at"]
+
+
+async def _correct(
+    session: AsyncSession,
+    kind: _Kind,
+    entity_id: int,
+    stated: dict[str, Any],
+    effective_from: datetime,
+    source: str,
+) -> int:
+    """Make `stated` hold from `effective_from` on, keeping every other attribute's history:
+    a version at effective_from (the one then in force, with `stated`), then a copy of each
+    version that took effect later, in order. A version is in force from its time until a newer
+    one (higher id) takes effect, so the copies, appended last, restate the whole timeline.
+    Nothing is written when the timeline already says so. Returns the rows written."""
+    version = kind.version.__table__
+    ref = version.c[kind.ref]
+    rows = (
+        (await session.execute(sa.select(version).where(ref == entity_id).order_by(version.c.id)))
+        .mappings()
+        .all()
+    )
+    first_id = rows[0]["id"]
+    times = {effective_from}
+    for row in rows:
+        when = _effective(row, first_id)
+        if when is not None and when > effective_from:
+            times.add(when)
+    skip = {"id", kind.ref, "source", "recorded_at", "effective_from"}
+    new: list[dict[str, Any]] = []
+    for when in sorted(times):
+        in_force = max(
+            (r for r in rows if (e := _effective(r, first_id)) is None or e <= when),
+            key=lambda r: r["id"],
+        )
+        attrs = {k: v for k, v in in_force.items() if k not in skip}
+        wanted = attrs | stated
+        if (not new and wanted == attrs) or (new and wanted == new[-1]["attrs"]):
+            continue  # the timeline (or the copy just made) already says so
+        new.append({"attrs": wanted, "effective_from": when})
+    if new:
+        await session.execute(
+            sa.insert(version),
+            [
+                {kind.ref: entity_id, "source": source, "effective_from": n["effective_from"]}
+                | n["attrs"]
+                for n in new
+            ],
+        )
+    return len(new)
 
 
 async def register_companies(
@@ -210,9 +282,12 @@ async def register_projects(
     inputs: Iterable[ProjectInput],
     source: str,
     company_names: Mapping[str, str] | None = None,
+    *,
+    effective_from: datetime | None = None,
 ) -> Registered:
     """Set-based register_project. A company without a file is registered first when
-    company_names (credit code -> name) has its name; else UnknownEntity."""
+    company_names (credit code -> name) has its name; else UnknownEntity. New versions take
+    effect at `effective_from` (a platform sync's time; None: when recorded)."""
     result = Registered()
     by_code = {p.code: p for p in inputs}
     for chunk in _chunks(list(by_code.values())):
@@ -234,14 +309,19 @@ async def register_projects(
             | {"company_id": companies[p.credit_code]}
             for p in chunk
         }
-        result.add(await _register(session, _PROJECT, rows, source))
+        result.add(await _register(session, _PROJECT, rows, source, effective_from))
     return result
 
 
 async def register_wells(
-    session: AsyncSession, inputs: Iterable[WellInput], source: str
+    session: AsyncSession,
+    inputs: Iterable[WellInput],
+    source: str,
+    *,
+    effective_from: datetime | None = None,
 ) -> Registered:
-    """Set-based register_well; a well of an unknown project is UnknownEntity."""
+    """Set-based register_well; a well of an unknown project is UnknownEntity. New versions
+    take effect at `effective_from` (a platform sync's time; None: when recorded)."""
     result = Registered()
     by_code = {w.code: w for w in inputs}
     for chunk in _chunks(list(by_code.values())):
@@ -254,7 +334,7 @@ async def register_wells(
             | {"project_id": projects[w.project_code]}
             for w in chunk
         }
-        result.add(await _register(session, _WELL, rows, source))
+        result.add(await _register(session, _WELL, rows, source, effective_from))
     return result
 
 
@@ -269,13 +349,36 @@ async def company_by_code(session: AsyncSession, credit_code: str) -> Company | 
 
 
 async def register_project(
-    session: AsyncSession, data: ProjectInput, source: str, company_name: str | None = None
+    session: AsyncSession,
+    data: ProjectInput,
+    source: str,
+    company_name: str | None = None,
+    *,
+    effective_from: datetime | None = None,
 ) -> Project:
     """A new version when anything changed. Zone flags and county left None keep their known
-    values: the platform does not know them, only the registry's own records do."""
+    values: the platform does not know them, only the registry's own records do.
+
+    With `effective_from` (an admin's record; not in the future) the record states its
+    attributes from then on — a correction when it lies in the past (see _correct)."""
     names = None if company_name is None else {data.credit_code: company_name}
-    done = await register_projects(session, [data], source, names)
-    return await session.get(Project, done.ids[data.code])
+    project = await session.scalar(sa.select(Project).where(Project.code == data.code))
+    if effective_from is None or project is None:
+        done = await register_projects(session, [data], source, names)
+        return await session.get(Project, done.ids[data.code])
+    company = await session.scalar(
+        sa.select(Company.id).where(Company.credit_code == data.credit_code)
+    )
+    if company is None:
+        if company_name is None:
+            raise UnknownEntity(f"no company with credit code {data.credit_code}")
+        company = (await register_company(
+            session, CompanyInput(credit_code=data.credit_code, name=company_name), source
+        )).id  # fmt: skip
+    stated = data.model_dump(exclude={"code", "credit_code"}) | {"company_id": company}
+    stated = {k: v for k, v in stated.items() if not (k in _PROJECT.keep and v is None)}
+    await _correct(session, _PROJECT, project.id, stated, effective_from, source)
+    return project
 
 
 class ZonesInput(_Input):
@@ -287,21 +390,42 @@ class ZonesInput(_Input):
     in_groundwater_restricted_zone: bool | None = None
 
 
-async def set_project_zones(session: AsyncSession, data: ZonesInput, source: str) -> Project:
-    """A new version of the project with these zone flags, the rest as it stands."""
+async def set_project_zones(
+    session: AsyncSession,
+    data: ZonesInput,
+    source: str,
+    *,
+    effective_from: datetime | None = None,
+) -> Project:
+    """A project's zone flags (None: leave as known), the rest as it stands, from
+    `effective_from` (None: now; in the past: a correction, see _correct)."""
     project = await project_by_code(session, data.project_code)
-    current = await session.scalar(
-        sa.select(ProjectVersion)
-        .where(ProjectVersion.project_id == project.id)
-        .order_by(ProjectVersion.id.desc())
-        .limit(1)
+    stated = {k: v for k, v in data.model_dump(include=set(ZONE_FIELDS)).items() if v is not None}
+    if not stated:
+        return project
+    if effective_from is not None:
+        await _correct(session, _PROJECT, project.id, stated, effective_from, source)
+        return project
+    version = ProjectVersion.__table__
+    current = (
+        (
+            await session.execute(
+                sa.select(version)
+                .where(version.c.project_id == project.id)
+                .order_by(version.c.id.desc())
+                .limit(1)
+            )
+        )
+        .mappings()
+        .one()
     )
-    company = await session.get(Company, current.company_id)
-    flags = data.model_dump(include=set(ZONE_FIELDS))
-    keep = ("name", "type", "city", "county", "operating")
-    attrs = {k: getattr(current, k) for k in keep}
-    changed = ProjectInput(code=project.code, credit_code=company.credit_code, **attrs, **flags)
-    return await register_project(session, changed, source)
+    skip = {"id", "project_id", "source", "recorded_at", "effective_from"}
+    attrs = {k: v for k, v in current.items() if k not in skip}
+    if _changed(attrs, attrs | stated):
+        await session.execute(
+            sa.insert(version), [{"project_id": project.id, "source": source} | attrs | stated]
+        )
+    return project
 
 
 async def project_by_code(session: AsyncSession, code: str) -> Project:
@@ -316,8 +440,16 @@ async def register_well(session: AsyncSession, data: WellInput, source: str) -> 
     return await session.get(Well, done.ids[data.code])
 
 
-async def record_permit(session: AsyncSession, data: PermitInput, recorded_by: str) -> Permit:
-    """Record a permit; it supersedes the project's current permit of the same kind."""
+async def record_permit(
+    session: AsyncSession,
+    data: PermitInput,
+    recorded_by: str,
+    *,
+    effective_from: datetime | None = None,
+) -> Permit:
+    """Record a permit; it supersedes the project's current permit of the same kind from
+    `effective_from` (None: now) on — in the past: a correction of the months since. (The first
+    permit of a kind is in force from the beginning.)"""
     project = await project_by_code(session, data.project_code)
     previous = await session.scalar(
         sa.select(Permit.id)
@@ -329,6 +461,7 @@ async def record_permit(session: AsyncSession, data: PermitInput, recorded_by: s
         project_id=project.id,
         supersedes_id=previous,
         recorded_by=recorded_by,
+        effective_from=effective_from,
         **data.model_dump(exclude={"project_code"}),
     )
     session.add(permit)

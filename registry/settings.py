@@ -15,7 +15,6 @@ class Settings(BaseSettings):
     data_dir: Path = Path("~/.local/share/geocredit")
     platform_url: str = "http://127.0.0.1:8765"
     """The SensorThings service root, without /v1.1."""
-    timezone: str = "Asia/Shanghai"
     env: Literal["development", "production"] = "development"
     audit_key_file: Path | None = None
     """The Ed25519 key that signs audit checkpoints; unset → <data_dir>/audit/signing.key."""

@@ -43,7 +43,7 @@ _COMPANIES = f"""
            s.id AS snapshot_id, s.computed_at, s.score, s.grade, s.rulebook_version,
            s.finding_ids AS snapshot_findings,
            l.id AS listing_id, l.critical, l.started_at, l.min_end, l.max_end,
-           l.finding_ids AS listing_findings
+           l.finding_ids AS listing_findings, ne.summary AS not_evaluated
     FROM company c
     LEFT JOIN LATERAL (
         SELECT id, computed_at, score, grade, rulebook_version, finding_ids
@@ -57,6 +57,10 @@ _COMPANIES = f"""
           AND NOT EXISTS (SELECT 1 FROM listing_end e WHERE e.listing_id = listing.id)
         ORDER BY started_at DESC, id DESC LIMIT 1
     ) l ON true
+    LEFT JOIN LATERAL (
+        SELECT summary FROM not_evaluated WHERE company_id = c.id
+        ORDER BY computed_at DESC, id DESC LIMIT 1
+    ) ne ON true
     WHERE c.credit_code = ANY(%(codes)s)
 """
 
@@ -156,6 +160,7 @@ def _standing(row: Any, reasons: Ranked) -> Standing:
         rulebook_version=row.rulebook_version,
         reasons=_behind(row.snapshot_findings, reasons),
         listing=listing,
+        not_evaluated=row.not_evaluated,
     )
 
 

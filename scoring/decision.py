@@ -5,13 +5,24 @@ reasons are built once, when a score snapshot is taken (Standing.from_result), a
 (Standing.to_json / from_json). Only STALE_SCORE depends on the request time.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+from scoring import periods
 from scoring.engine import basis_label
-from scoring.model import ApplicationKind, CompanyResult, DecisionKind, Finding, Grade, Severity
-from scoring.rulebook import Rulebook
+from scoring.model import (
+    ApplicationKind,
+    CompanyResult,
+    DecisionKind,
+    Finding,
+    Grade,
+    NotEvaluated,
+    NotEvaluatedWhy,
+    Severity,
+)
+from scoring.rulebook import Rulebook, rulebook_of
 
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.MAJOR: 1, Severity.MINOR: 2, Severity.WARNING: 3}
 
@@ -27,7 +38,8 @@ def _dt(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    code: str  # NO_CREDIT_FILE, NOT_YET_SCORED, STALE_SCORE, LISTED, GRADE, or a finding's rule id
+    code: str  # NO_CREDIT_FILE, NOT_YET_SCORED, STALE_SCORE, LISTED, GRADE, NOT_EVALUATED, or a
+    # finding's rule id
     message: str
     rule_id: str | None = None
     policy_clause: str | None = None
@@ -80,6 +92,52 @@ def grade_reason(
     )
 
 
+WHY_LABEL = {
+    NotEvaluatedWhy.REGISTRY_FACT_MISSING: "登记信息缺失",
+    NotEvaluatedWhy.NO_OPERATING_WELLS: "登记为运行但无运行中的井",
+    NotEvaluatedWhy.ALL_OUTAGE: "平台全时段中断",
+    NotEvaluatedWhy.NO_PREVIOUS_SEASON: "无上一供暖期水位数据",
+}
+
+
+def not_evaluated_summary(
+    items: Iterable[NotEvaluated], window_start: date, today: date
+) -> dict[str, Any]:
+    """The compact evidence of a NOT_EVALUATED reason: per rule and cause, how many projects
+    and how many months (of the lookback window, up to today) it concerns."""
+    groups: dict[tuple[str, str], tuple[set[str], set[date]]] = {}
+    for n in items:
+        projects, months = groups.setdefault((n.rule_id, n.why.value), (set(), set()))
+        if n.window is not None:
+            first, last = max(n.window[0], window_start), min(n.window[1], today)
+            if first > last:
+                continue  # outside the window
+            month = periods.month_of(first)
+            while month <= last:
+                months.add(month)
+                month = periods.add_months(month, 1)
+        projects.add(n.project_code)
+    return {
+        "rules": [
+            {"ruleId": rule_id, "why": why, "projects": len(projects), "months": len(months)}
+            for (rule_id, why), (projects, months) in sorted(groups.items())
+        ]
+    }
+
+
+def not_evaluated_reason(summary: dict[str, Any] | None, rulebook: Rulebook) -> Reason | None:
+    """One NOT_EVALUATED reason, when something was not evaluated and the rulebook says so."""
+    text = rulebook.reasons.NOT_EVALUATED
+    if text is None or not summary or not summary.get("rules"):
+        return None
+    parts = []
+    for r in summary["rules"]:
+        label = WHY_LABEL.get(NotEvaluatedWhy(r["why"]), r["why"])
+        scope = f"{r['projects']} 个项目" + (f"、{r['months']} 个月" if r["months"] else "")
+        parts.append(f"{r['ruleId']}（{label}：{scope}）")
+    return Reason("NOT_EVALUATED", text.format(details="；".join(parts)), evidence=summary)
+
+
 @dataclass(frozen=True, slots=True)
 class ListingStanding:
     listing_id: str | None
@@ -101,6 +159,8 @@ class ListingStanding:
                 started=self.started_at.astimezone(zone),
                 min_end=self.min_end.astimezone(zone),
                 max_end=self.max_end.astimezone(zone),
+                min_last_day=periods.last_day(self.min_end, rulebook),
+                max_last_day=periods.last_day(self.max_end, rulebook),
             ),
             evidence={
                 "listing_id": self.listing_id,
@@ -147,6 +207,8 @@ class Standing:
     reasons: tuple[Reason, ...] = ()  # counting findings, most serious first
     listing: ListingStanding | None = None
     grade_reason: Reason | None = None  # GRADE; decide builds it when None
+    # What was not evaluated in the window (not_evaluated_summary); decide makes its reason.
+    not_evaluated: dict[str, Any] | None = None
 
     @classmethod
     def from_result(
@@ -180,6 +242,9 @@ class Standing:
             grade_reason=grade_reason(
                 result.grade, result.score, result.rulebook_version, result.computed_at, rulebook
             ),
+            not_evaluated=not_evaluated_summary(
+                result.not_evaluated, result.window_start, result.window_end
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -191,6 +256,7 @@ class Standing:
             "reasons": [r.to_json() for r in self.reasons],
             "listing": None if self.listing is None else self.listing.to_json(),
             "grade_reason": None if self.grade_reason is None else self.grade_reason.to_json(),
+            "not_evaluated": self.not_evaluated,
         }
 
     @classmethod
@@ -205,6 +271,7 @@ class Standing:
             grade_reason=(
                 None if data.get("grade_reason") is None else Reason.from_json(data["grade_reason"])
             ),
+            not_evaluated=data.get("not_evaluated"),
         )
 
 
@@ -238,7 +305,11 @@ def decide(
     standing: Standing | None, kind: ApplicationKind, rulebook: Rulebook, now: datetime
 ) -> Decision:
     """docs/rulebook.md, decisions: no file / never scored → ALLOW; listed → BLOCK until the
-    listing's min_end; otherwise the grade's row for `kind` (C → RESTRICT with conditions)."""
+    listing's min_end; otherwise the grade's row for `kind` (C → RESTRICT with conditions). A
+    score is answered with the rulebook version it was made under, when that version is
+    installed."""
+    if standing is not None:
+        rulebook = rulebook_of(standing.rulebook_version, rulebook)
     texts = rulebook.reasons
     if standing is None:
         reason = Reason("NO_CREDIT_FILE", texts.NO_CREDIT_FILE)
@@ -276,6 +347,9 @@ def decide(
         )
         if listing is None:
             reasons.extend(standing.reasons)
+        unevaluated = not_evaluated_reason(standing.not_evaluated, rulebook)
+        if unevaluated is not None:
+            reasons.append(unevaluated)
         age = now - scored_at
         if age > rulebook.stale_after:
             stale = True

@@ -17,6 +17,7 @@ from scoring.model import (
     ListingRecord,
     ListingState,
     ListingTransition,
+    NotEvaluated,
     ProjectFacts,
     ProjectMonth,
     SeasonLevel,
@@ -29,6 +30,12 @@ from scoring.rules import Deriver, report_index
 
 # Findings re-derived from reviewers' own records: absent means the record is gone (voided).
 _REVIEWER_RECORD_RULES = frozenset({"INSPECTION", "POST_EVALUATION", "FALSIFIED_DATA"})
+# Warnings that put the company on the key-supervision list whatever its grade.
+_SUPERVISED = frozenset({"LEGACY_IN_BANNED_ZONE"})
+
+
+def _not_evaluated_order(n: NotEvaluated) -> tuple:
+    return n.project_code, n.rule_id, n.why, n.window or (date.min, date.min), n.reason
 
 
 def score_company(inputs: CompanyInputs, rulebook: Rulebook, now: datetime) -> CompanyResult:
@@ -108,10 +115,12 @@ def score_company(inputs: CompanyInputs, rulebook: Rulebook, now: datetime) -> C
         confirmed_score=confirmed_score,
         grade=grade,
         critical_keys=critical_keys,
-        key_supervision=grade in (Grade.C, Grade.D) or state is not None,
+        key_supervision=grade in (Grade.C, Grade.D)
+        or state is not None
+        or any(f.counts and f.rule_id in _SUPERVISED for f in findings),
         listing_transitions=transitions,
         listing=state,
-        not_evaluated=sorted(d.not_evaluated, key=lambda n: (n.project_code, n.rule_id, n.reason)),
+        not_evaluated=sorted(d.not_evaluated, key=_not_evaluated_order),
     )
 
 
@@ -214,8 +223,16 @@ def _listed(findings: Sequence[Finding]) -> tuple[ListedFinding, ...]:
 
 
 def _months_on(today: date, months: int, rb: Rulebook) -> datetime:
-    """Local midnight `months` after `today`: listing periods run to the day, local time."""
-    return periods.local_midnight(periods.add_months(today, months), rb)
+    """The end of a listing period of `months` from `today` (local time)."""
+    return periods.listing_end(today, months, rb)
+
+
+def _until(end: datetime, rb: Rulebook) -> str:
+    """A period's end as people read it: local, "until <last day> 24:00" (v2026.1: the date
+    the period ends at, 00:00)."""
+    if rb.listing.period_end == "end_of_day":
+        return f"{periods.last_day(end, rb):%Y-%m-%d} 24 时"
+    return f"{end.astimezone(rb.zone):%Y-%m-%d}"
 
 
 def _listing_transitions(
@@ -263,9 +280,7 @@ def _listing_transitions(
                 max_end=rec.max_end,
                 findings=stored,
                 repair_id=repair_id,
-                message=_ENDED[kind].format(
-                    repair_id=repair_id, max_end=rec.max_end.astimezone(rb.zone)
-                ),
+                message=_ENDED[kind].format(repair_id=repair_id, max_end=_until(rec.max_end, rb)),
             )
         )
 
@@ -287,7 +302,8 @@ def _listing_transitions(
             else [f for f in findings if f.counts and f.final and f.deduction > 0]
         )
         months = params.min_months_critical if critical else params.min_months_score
-        min_end, max_end = _months_on(today, months, rb), _months_on(today, params.max_months, rb)
+        min_end = _months_on(today, months, rb)
+        max_end = _months_on(today, params.max_months_for(critical), rb)
         transitions.append(
             ListingTransition(
                 kind=TransitionKind.OPEN,
@@ -298,10 +314,8 @@ def _listing_transitions(
                 min_end=min_end,
                 max_end=max_end,
                 findings=_listed(basis),
-                message=(
-                    f"信用等级 D（{basis_label(critical, rb)}），列入失信名单；"
-                    f"{min_end:%Y-%m-%d} 起可经信用修复移出，最迟 {max_end:%Y-%m-%d} 自动移出"
-                ),
+                message=f"信用等级 D（{basis_label(critical, rb)}），列入失信名单；"
+                + _open_periods(min_end, max_end, rb),
             )
         )
         state = ListingState(None, critical, now, min_end, max_end, tuple(f.key for f in basis))
@@ -323,14 +337,23 @@ def _listing_transitions(
                 max_end=max_end,
                 findings=_listed(new),
                 message=(
-                    f"失信期间新增严重违规，最短期限至 {min_end:%Y-%m-%d}，"
-                    f"最长期限至 {max_end:%Y-%m-%d}"
+                    f"失信期间新增严重违规，最短期限至 {_until(min_end, rb)}，"
+                    f"最长期限至 {_until(max_end, rb)}"
                 ),
             )
         )
         keys = state.finding_keys + tuple(f.key for f in new)
         state = ListingState(state.listing_id, True, state.started_at, min_end, max_end, keys)
     return transitions, state
+
+
+def _open_periods(min_end: datetime, max_end: datetime, rb: Rulebook) -> str:
+    if rb.listing.period_end == "end_of_day":
+        return (
+            f"最短期限至 {_until(min_end, rb)}，期满后可经信用修复移出，"
+            f"最迟于 {_until(max_end, rb)}自动移出"
+        )
+    return f"{_until(min_end, rb)} 起可经信用修复移出，最迟 {_until(max_end, rb)} 自动移出"
 
 
 def basis_label(critical: bool, rb: Rulebook) -> str:
@@ -342,6 +365,6 @@ def basis_label(critical: bool, rb: Rulebook) -> str:
 
 _ENDED = {
     TransitionKind.LIFT: "信用修复 {repair_id} 已批准，移出失信名单",
-    TransitionKind.EXPIRE: "失信名单于 {max_end:%Y-%m-%d} 期满，自动移出",
+    TransitionKind.EXPIRE: "失信名单于 {max_end} 期满，自动移出",
     TransitionKind.WITHDRAW: "失信名单所依据的发现均已撤销或经异议推翻，撤回名单",
 }

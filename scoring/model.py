@@ -118,7 +118,8 @@ class QualityLimits:
 @dataclass(frozen=True, slots=True)
 class ProjectFacts:
     """Registry facts of one project, current at scoring time. None = the registry does not know:
-    rules that need the fact are then not evaluated (CompanyResult.not_evaluated says so)."""
+    rules that need the fact are then not evaluated (CompanyResult.not_evaluated says so).
+    A month is judged with the facts in force during it (ProjectMonth.facts) where known."""
 
     code: str
     name: str
@@ -150,6 +151,17 @@ class LayerMonth:
 
 
 @dataclass(frozen=True, slots=True)
+class MonthFacts:
+    """The registry facts one project-month is judged with: those in force on its last evaluated
+    day (the rollup cuts the month where they change, for what it computes)."""
+
+    type: ProjectType
+    permit_annual_m3: float | None = None
+    permit_daily_m3: float | None = None
+    quality_limits: Sequence[QualityLimits] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectMonth:
     """One project in one local calendar month: one row per project and month from applies_from to
     the watermark's month (closed loops too: MONTHLY_REPORT needs `operating`).
@@ -174,7 +186,11 @@ class ProjectMonth:
     quality_completeness: float | None = None
     max_daily_extraction_m3: float | None = None
     days_over_daily_limit: int = 0  # local days whose extraction > permit_daily_m3
-    ytd_extraction_m3: float | None = None  # 1 Jan local → end of this month's evaluated part
+    ytd_extraction_m3: float | None = None  # 1 Jan (or applies_from) → end of the evaluated part
+    facts: MonthFacts | None = None  # None: the project's current facts
+    # Flagged operating on an evaluated day, but without an operating well or any extraction:
+    # not operating, and its metering rules not evaluated (NO_OPERATING_WELLS).
+    no_operating_wells: bool = False
 
     def __post_init__(self) -> None:
         problem = None
@@ -367,13 +383,47 @@ class Finding:
         )
 
 
+class NotEvaluatedWhy(StrEnum):
+    """Why a rule was not evaluated."""
+
+    REGISTRY_FACT_MISSING = "REGISTRY_FACT_MISSING"  # zone flag, permit, quality limits…
+    NO_OPERATING_WELLS = "NO_OPERATING_WELLS"  # flagged operating, but no well is
+    ALL_OUTAGE = "ALL_OUTAGE"  # the platform was silent for the whole evaluated part
+    NO_PREVIOUS_SEASON = "NO_PREVIOUS_SEASON"  # WATER_LEVEL has nothing to compare with
+
+
 @dataclass(frozen=True, slots=True)
 class NotEvaluated:
-    """A rule that could not be evaluated for a project because a registry fact is missing."""
+    """A rule that could not be evaluated for a project: `why`, `reason` for people, and the
+    period concerned (a month's first and last day, a season's; None: a registry fact that
+    holds whatever the period)."""
 
     project_code: str
     rule_id: str
     reason: str
+    why: NotEvaluatedWhy = NotEvaluatedWhy.REGISTRY_FACT_MISSING
+    window: tuple[date, date] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project_code": self.project_code,
+            "rule_id": self.rule_id,
+            "why": self.why.value,
+            "reason": self.reason,
+            "window_start": None if self.window is None else self.window[0].isoformat(),
+            "window_end": None if self.window is None else self.window[1].isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "NotEvaluated":
+        start, end = data.get("window_start"), data.get("window_end")
+        return cls(
+            project_code=data["project_code"],
+            rule_id=data["rule_id"],
+            reason=data["reason"],
+            why=NotEvaluatedWhy(data["why"]),
+            window=None if start is None else (date.fromisoformat(start), date.fromisoformat(end)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,21 @@ def is_outage_slot(silent_projects: int, operating_projects: int, rulebook: Rule
     )
 
 
+def listing_end(start: date, months: int, rulebook: Rulebook) -> datetime:
+    """When a listing period of `months` that began on local day `start` ends: at 00:00 or 24:00
+    (rulebook listing.period_end) of the local day `months` later (clamped to the month's end)."""
+    day = add_months(start, months)
+    if rulebook.listing.period_end == "end_of_day":
+        day += timedelta(days=1)
+    return local_midnight(day, rulebook)
+
+
+def last_day(end: datetime, rulebook: Rulebook) -> date:
+    """The last local day of a period ending at `end` (exclusive): what people are shown, as
+    "until that day, 24:00"."""
+    return local_date(end - timedelta(microseconds=1), rulebook)
+
+
 def report_due(month: date, rulebook: Rulebook) -> date:
     """Last day on which a monthly operating report for `month` is on time."""
     return month_end(month) + timedelta(days=rulebook.rules.MONTHLY_REPORT.grace_days)
@@ -110,6 +125,34 @@ def slot_count(start: datetime, end: datetime, rulebook: Rulebook) -> int:
     if end <= start:
         return 0
     return int((end - start) // timedelta(minutes=rulebook.monitoring.slot_minutes))
+
+
+def first_season(rulebook: Rulebook) -> int:
+    """The first heating season judged: the one applies_from falls in, or else the next one."""
+    spec = rulebook.heating_season.default
+    day = rulebook.applies_from
+    if day < date(day.year, *spec.start_md) and day <= date(day.year, *spec.end_md):
+        return day.year - 1
+    return day.year
+
+
+def rollup_months(rulebook: Rulebook, last: date) -> list[date]:
+    """The months the rollup keeps, up to `last`: those of the heating season before the first
+    judged one (its water levels are that season's baseline), then from applies_from's on."""
+    season = first_season(rulebook) - 1
+    specs = (rulebook.heating_season.default, *rulebook.heating_season.cities.values())
+    first = min(date(season, *s.start_md) for s in specs).replace(day=1)
+    end = max(date(season + 1, *s.end_md) for s in specs)
+    months = []
+    month = first
+    while month <= min(end, last):
+        months.append(month)
+        month = add_months(month, 1)
+    month = max(month, month_of(rulebook.applies_from))
+    while month <= last:
+        months.append(month)
+        month = add_months(month, 1)
+    return months
 
 
 def lookback_start(now: datetime, rulebook: Rulebook) -> date:
@@ -141,6 +184,7 @@ def month_scope(
     extraction_outside_season: bool,
     watermark: datetime | None,
     rulebook: Rulebook,
+    days: tuple[date, date] | None = None,
 ) -> MonthScope:
     """What the rollup needs for one project-month: the evaluated part and the `final` flag.
 
@@ -148,7 +192,8 @@ def month_scope(
     heating-season days of a partial month) and in any month the project reports extraction.
     DECISION: extraction reported on a non-heating day of a partial month (e.g. 1–14 Nov) brings
     the whole month into scope, as it would for a summer month. Nothing before `applies_from` or
-    after the watermark is evaluated.
+    after the watermark is evaluated. `days` (first, last) limits the part to those days of the
+    month (a segment with the same registry facts).
     """
     month = month_of(month)
     month_start = local_midnight(month, rulebook)
@@ -163,6 +208,9 @@ def month_scope(
             start = max(start, local_midnight(heating[0], rulebook))
             end = local_midnight(heating[1] + timedelta(days=1), rulebook)
         end = min(end, _aware(watermark).astimezone(rulebook.zone))
+    if days is not None:
+        start = max(start, local_midnight(days[0], rulebook))
+        end = min(end, local_midnight(days[1] + timedelta(days=1), rulebook))
     evaluated = end > start
     return MonthScope(
         month=month,

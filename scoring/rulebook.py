@@ -1,6 +1,9 @@
-"""The rulebook: `rulebook.toml` loaded and validated into a frozen pydantic model.
+"""The rulebook: versioned data files (`scoring/rulebooks/<version>.toml`), each loaded and
+validated into a frozen pydantic model.
 
-Every error names the offending key (e.g. `rules.REINJ_RATIO.threshold.MEDIUM_DEEP`).
+Every installed version stays loadable, so a decision keeps the version it was made under; the
+version in force is the newest installed one. Every error names the offending key (e.g.
+`rules.REINJ_RATIO.threshold.MEDIUM_DEEP`).
 """
 
 import functools
@@ -11,7 +14,7 @@ from datetime import date, datetime, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -144,14 +147,33 @@ class GradeBand(_Model):
 class ListingParams(_Model):
     min_months_score: int = Field(ge=1, le=120)
     min_months_critical: int = Field(ge=1, le=120)
-    max_months: int = Field(ge=1, le=120)
+    max_months: int = Field(ge=1, le=120)  # automatic end without a new CRITICAL
+    # Automatic end of a listing opened on a score below the D band; None: max_months.
+    max_months_score: int | None = Field(default=None, ge=1, le=120)
+    # When a period of N months ends: at the start of the local day N months after the listing
+    # began (00:00), or at its end (24:00).
+    period_end: Literal["start_of_day", "end_of_day"] = "start_of_day"
 
     @model_validator(mode="after")
     def _mins_within_max(self) -> "ListingParams":
         for name in ("min_months_score", "min_months_critical"):
             if getattr(self, name) > self.max_months:
                 raise _Bad(name, f"exceeds max_months ({self.max_months})")
+        if self.max_months_score is not None and not (
+            self.min_months_score <= self.max_months_score <= self.max_months
+        ):
+            raise _Bad(
+                "max_months_score",
+                f"must lie between min_months_score ({self.min_months_score}) and max_months "
+                f"({self.max_months})",
+            )
         return self
+
+    def max_months_for(self, critical: bool) -> int:
+        """How long a listing runs at most without a new CRITICAL."""
+        if critical or self.max_months_score is None:
+            return self.max_months
+        return self.max_months_score
 
 
 # ------------------------------------------------------------------------------------ rules
@@ -221,6 +243,13 @@ class MonthlyReportRule(_Rule):
 class ZoneBanRule(_Rule):
     spring_zone_types: Types
     drinking_water_types: Types
+    # The ban applies to projects built on or after this date; older projects in a banned zone
+    # get LEGACY_IN_BANNED_ZONE instead. None: every project, whenever built.
+    built_on_or_after: date | None = None
+    message: Text
+
+
+class LegacyInBannedZoneRule(_Rule):
     message: Text
 
 
@@ -275,6 +304,7 @@ class Rules(_Model):
     POST_EVALUATION: PostEvaluationRule
     FALSIFIED_DATA: FalsifiedDataRule
     MONITORING_GAP: MonitoringGapRule
+    LEGACY_IN_BANNED_ZONE: LegacyInBannedZoneRule | None = None
 
 
 RULE_IDS: tuple[str, ...] = tuple(Rules.model_fields)
@@ -311,6 +341,10 @@ MESSAGE_FIELDS: dict[str, dict[str, Any]] = {
     },
     "MONTHLY_REPORT.message": {"subject": _SUBJECT, "month": "2026-01", "due": _DAY},
     "ZONE_BAN.message": {"subject": _SUBJECT, "zone": "泉域重点保护区", "type_label": "水源热泵"},
+    "LEGACY_IN_BANNED_ZONE.message": {
+        "subject": _SUBJECT, "zone": "泉域重点保护区", "type_label": "水源热泵",
+        "built_on": "2019-05-01", "since": "2025-11-15",
+    },
     "CONFINED_WATER.message": {"subject": _SUBJECT, "wells": "W1、W2"},
     "NEW_WELL_IN_ZONE.message": {"subject": _SUBJECT, "well": "W3", "drilled_on": "2026-01-05"},
     "INSPECTION.message": {
@@ -330,7 +364,9 @@ MESSAGE_FIELDS: dict[str, dict[str, Any]] = {
     "reasons.GRADE": {"grade": "B", "score": 82.0, "version": "2026.1", "scored_at": _AT},
     "reasons.LISTED": {
         "basis": "严重违规", "started": _AT, "min_end": _AT, "max_end": _AT,
+        "min_last_day": _DAY, "max_last_day": _DAY,
     },
+    "reasons.NOT_EVALUATED": {"details": "EXTRACTION_CAP（登记信息缺失：1 个项目、3 个月）"},
     "reasons.STALE_SCORE": {"hours": 50.0, "limit": 48, "scored_at": _AT},
     "reasons.NO_CREDIT_FILE": {},
     "reasons.NOT_YET_SCORED": {},
@@ -359,6 +395,7 @@ class ReasonTexts(_Model):
     GRADE: Text
     LISTED: Text
     STALE_SCORE: Text
+    NOT_EVALUATED: Text | None = None  # None: decisions carry no NOT_EVALUATED reason
 
 
 class Supervision(_Model):
@@ -394,6 +431,12 @@ class Rulebook(_Model):
         for kind, threshold in self.rules.REINJ_RATIO.threshold.items():
             if below > threshold:
                 raise _Bad("rules.NO_REINJECTION.below", f"above the {kind} ratio threshold")
+        legacy = self.rules.LEGACY_IN_BANNED_ZONE
+        if (self.rules.ZONE_BAN.built_on_or_after is None) != (legacy is None):
+            raise _Bad(
+                "rules.LEGACY_IN_BANNED_ZONE",
+                "needed exactly when rules.ZONE_BAN.built_on_or_after is set",
+            )
         self._check_grades()
         self._check_decisions()
         self._check_messages()
@@ -447,8 +490,11 @@ class Rulebook(_Model):
             section, attr = name.split(".")
             owner = self.reasons if section == "reasons" else getattr(self.rules, section)
             key = name if section == "reasons" else f"rules.{name}"
+            template = None if owner is None else getattr(owner, attr)
+            if template is None:
+                continue  # an optional rule or text this version does not have
             try:
-                getattr(owner, attr).format(**sample)
+                template.format(**sample)
             except KeyError as e:
                 raise _Bad(key, f"unknown placeholder {{{e.args[0]}}}") from None
             except (ValueError, IndexError, AttributeError) as e:
@@ -532,17 +578,54 @@ def parse_rulebook(data: dict[str, Any], source: str = "rulebook") -> Rulebook:
         raise RulebookError(key, message, source) from None
 
 
-def load_rulebook(path: Path | None = None) -> Rulebook:
-    """Load a rulebook file; without `path`, the packaged one (loaded once per process)."""
-    if path is None:
-        return _packaged()
-    return _load(path.read_bytes(), str(path))
+RULEBOOKS = "rulebooks"  # the installed versions: scoring/rulebooks/<version>.toml
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 @functools.cache
-def _packaged() -> Rulebook:
-    data = resources.files("scoring").joinpath("rulebook.toml").read_bytes()
-    return _load(data, "scoring/rulebook.toml")
+def installed_versions() -> tuple[str, ...]:
+    """Every rulebook version installed with the package, oldest first."""
+    names = (
+        f.name.removesuffix(".toml")
+        for f in resources.files("scoring").joinpath(RULEBOOKS).iterdir()
+        if f.name.endswith(".toml")
+    )
+    return tuple(sorted(names, key=_version_key))
+
+
+def load_rulebook(path: Path | None = None, *, version: str | None = None) -> Rulebook:
+    """A rulebook file (`path`), an installed version, or — with neither — the version in force:
+    the newest installed. Installed versions are parsed once per process."""
+    if path is not None:
+        return _load(path.read_bytes(), str(path))
+    versions = installed_versions()
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        raise RulebookError(
+            "version", f"no rulebook {version!r} installed (installed: {', '.join(versions)})"
+        )
+    return _installed(version)
+
+
+def rulebook_of(version: str | None, fallback: Rulebook) -> Rulebook:
+    """The installed rulebook of `version` (what a snapshot was scored under), else `fallback`."""
+    if version is None or version == fallback.version or version not in installed_versions():
+        return fallback
+    return _installed(version)
+
+
+@functools.cache
+def _installed(version: str) -> Rulebook:
+    source = f"scoring/{RULEBOOKS}/{version}.toml"
+    data = resources.files("scoring").joinpath(RULEBOOKS).joinpath(f"{version}.toml").read_bytes()
+    rulebook = _load(data, source)
+    if rulebook.version != version:
+        raise RulebookError("version", f"{rulebook.version!r} in a file named {version}", source)
+    return rulebook
 
 
 def _load(raw: bytes, source: str) -> Rulebook:

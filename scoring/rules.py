@@ -14,8 +14,10 @@ from scoring.model import (
     Finding,
     FindingStatus,
     InspectionFinding,
+    MonthFacts,
     MonthlyReport,
     NotEvaluated,
+    NotEvaluatedWhy,
     PostEvaluation,
     ProjectFacts,
     ProjectMonth,
@@ -43,6 +45,9 @@ MONITORING_LABEL = {"level": "水位", "temperature": "水温", "quality": "水�
 
 _COUNTING = (FindingStatus.ACTIVE, FindingStatus.UNDER_APPEAL)
 _UNSET: Any = object()
+_MISSING = NotEvaluatedWhy.REGISTRY_FACT_MISSING
+_METERING_RULES = ("NO_METERING", "METERING_GAP")
+_VOLUME_RULES = ("REINJ_RATIO", "NO_REINJECTION")
 
 
 def _r(value: float) -> float:
@@ -65,6 +70,37 @@ def _clock(
     )
     rb.memo["clock"] = (now, watermark, values)
     return values
+
+
+class _Judged:
+    """What a month's registry facts mean for its rules (computed once per distinct facts)."""
+
+    __slots__ = ("bounds", "facts", "limits", "no_permit", "takes_water", "threshold", "type")
+
+    def __init__(self, facts: MonthFacts, rb: Rulebook) -> None:
+        self.facts = facts
+        annual, daily = facts.permit_annual_m3 is None, facts.permit_daily_m3 is None
+        self.no_permit = (
+            "no water permit annual total or daily intensity registered"
+            if annual and daily
+            else "no water permit annual total registered"
+            if annual
+            else "no water permit daily intensity registered"
+            if daily
+            else ""
+        )
+        self.type = facts.type
+        self.takes_water = facts.type in rb.water_taking
+        self.threshold = rb.rules.REINJ_RATIO.threshold.get(facts.type)
+        self.limits = {q.aquifer: q for q in facts.quality_limits}
+        self.bounds = {
+            q.aquifer: (
+                math.inf if q.tds_max_mg_l is None else q.tds_max_mg_l + EPS,
+                -math.inf if q.ph_min is None else q.ph_min - EPS,
+                math.inf if q.ph_max is None else q.ph_max + EPS,
+            )
+            for q in facts.quality_limits
+        }
 
 
 class Deriver:
@@ -135,8 +171,15 @@ class Deriver:
             )
         )
 
-    def skip(self, project_code: str, rule_id: str, reason: str) -> None:
-        self.not_evaluated.add(NotEvaluated(project_code, rule_id, reason))
+    def skip(
+        self,
+        project_code: str,
+        rule_id: str,
+        reason: str,
+        why: NotEvaluatedWhy = _MISSING,
+        window: tuple[date, date] | None = None,
+    ) -> None:
+        self.not_evaluated.add(NotEvaluated(project_code, rule_id, reason, why, window))
 
     def subject(self, project_code: str | None, projects: dict[str, ProjectFacts]) -> str:
         if project_code is None:
@@ -158,31 +201,20 @@ class Deriver:
         subject: str,
     ) -> None:
         """Volume, metering, cap and quality rules, and MONTHLY_REPORT, over one project's months
-        (sorted by month; `reports`: month → submission date). Kept in one loop with the checks
-        inline: this is the hot path of a scoring run."""
+        (sorted by month; `reports`: month → submission date), each judged with the registry
+        facts of its month (ProjectMonth.facts; else the project's current ones). Kept in one
+        loop with the checks inline: this is the hot path of a scoring run."""
         rb = self.rb
         today, watermark_day = self.today, self.watermark_day
         scopes = self._report_scopes(p.city)
         first_month = periods.month_of(rb.applies_from)
         rules = rb.rules
-        takes_water = p.type in rb.water_taking
-        threshold = rules.REINJ_RATIO.threshold.get(p.type)
         no_reinj_below = rules.NO_REINJECTION.below - EPS
         gap_below = rules.METERING_GAP.minor_below - EPS
         mon_below = rules.MONITORING_GAP.below - EPS
-        annual = p.permit_annual_m3
+        current = MonthFacts(p.type, p.permit_annual_m3, p.permit_daily_m3, tuple(p.quality_limits))
+        judged: dict[MonthFacts, _Judged] = {}
         capped_years: set[int] = set()
-        limits = {q.aquifer: q for q in p.quality_limits}
-        bounds = {
-            q.aquifer: (
-                math.inf if q.tds_max_mg_l is None else q.tds_max_mg_l + EPS,
-                -math.inf if q.ph_min is None else q.ph_min - EPS,
-                math.inf if q.ph_max is None else q.ph_max + EPS,
-            )
-            for q in p.quality_limits
-        }
-        if takes_water and annual is None:
-            self.skip(p.code, "EXTRACTION_CAP", "no water permit annual total registered")
         for m in months:
             if m.operating and watermark_day is not None:
                 scope = scopes.get(m.month, _UNSET)
@@ -192,10 +224,19 @@ class Deriver:
                     submitted = reports.get(m.month)
                     if submitted is None or submitted > scope[2]:
                         self._monthly_report(p, m, scope, submitted, subject)
-            if not (takes_water and m.evaluated) or m.month < first_month:
+            facts = m.facts or current
+            j = judged.get(facts)
+            if j is None:
+                j = judged[facts] = _Judged(facts, rb)
+            if not (j.takes_water and m.evaluated) or m.month < first_month:
                 continue
+            threshold = j.threshold
             if m.expected_slots == 0 and m.outage_slots > 0:
-                continue  # the platform was silent for the whole evaluated part: judge nothing
+                # The platform was silent for the whole evaluated part: judge nothing.
+                self._not_judged(p, m, NotEvaluatedWhy.ALL_OUTAGE, threshold is not None)
+                continue
+            if j.no_permit:
+                self.skip(p.code, "EXTRACTION_CAP", j.no_permit, window=self._month_window(m))
             layers = m.layers
             if threshold is not None and m.reinjection_completeness != 0:
                 if len(layers) == 1:
@@ -205,9 +246,11 @@ class Deriver:
                     extraction = math.fsum(lay.extraction_m3 for lay in layers)
                     same = math.fsum(min(lay.reinjection_m3, lay.extraction_m3) for lay in layers)
                 if extraction > 0 and same < (threshold - EPS) * extraction:
-                    self._ratio(p, m, subject, threshold, extraction, same)
+                    self._ratio(p, m, j.type, subject, threshold, extraction, same)
                     if same < no_reinj_below * extraction:
                         self._no_reinjection(p, m, subject, extraction, same)
+            if m.no_operating_wells:
+                self._not_judged(p, m, NotEvaluatedWhy.NO_OPERATING_WELLS, False)
             if m.operating:
                 ec = m.extraction_completeness
                 rc = m.reinjection_completeness if threshold is not None else None
@@ -225,8 +268,9 @@ class Deriver:
                 ):
                     self._monitoring_gap(p, m, subject)
             if m.days_over_daily_limit > 0:
-                self._daily_cap(p, m, subject)
+                self._daily_cap(p, m, j.facts, subject)
             ytd = m.ytd_extraction_m3
+            annual = j.facts.permit_annual_m3
             if (
                 annual is not None
                 and ytd is not None
@@ -235,18 +279,36 @@ class Deriver:
             ):
                 capped_years.add(m.month.year)
                 self._annual_cap(p, m, subject, ytd, annual)
+            bounds = j.bounds
+            exceeded = False
             for lay in layers:
                 tds, ph = lay.reinjection_tds_mean, lay.reinjection_ph_mean
                 if tds is None and ph is None:
                     continue
                 b = bounds.get(lay.aquifer)
-                if (
-                    b is None
-                    or (tds is not None and tds > b[0])
-                    or (ph is not None and (ph < b[1] or ph > b[2]))
+                if b is None:
+                    self.skip(
+                        p.code, "QUALITY",
+                        f"no quality limits registered for aquifer {lay.aquifer}",
+                        window=self._month_window(m),
+                    )  # fmt: skip
+                elif (tds is not None and tds > b[0]) or (
+                    ph is not None and (ph < b[1] or ph > b[2])
                 ):
-                    self._quality(p, m, subject, limits)
-                    break
+                    exceeded = True
+            if exceeded:
+                self._quality(p, m, subject, j.limits)
+
+    def _not_judged(
+        self, p: ProjectFacts, m: ProjectMonth, why: NotEvaluatedWhy, volumes: bool
+    ) -> None:
+        reason = {
+            NotEvaluatedWhy.ALL_OUTAGE: "the platform was silent for the whole evaluated part",
+            NotEvaluatedWhy.NO_OPERATING_WELLS: "flagged operating, but no well is",
+        }[why]
+        window = self._month_window(m)
+        for rule_id in _METERING_RULES + (_VOLUME_RULES if volumes else ()):
+            self.skip(p.code, rule_id, reason, why, window)
 
     def _month_window(self, m: ProjectMonth) -> tuple[date, date]:
         return m.month, periods.month_end(m.month)
@@ -268,6 +330,7 @@ class Deriver:
         self,
         p: ProjectFacts,
         m: ProjectMonth,
+        project_type: ProjectType,
         subject: str,
         threshold: float,
         extraction: float,
@@ -280,7 +343,7 @@ class Deriver:
         self.add(
             f"REINJ_RATIO:{p.code}:{label}",
             "REINJ_RATIO",
-            rule.clause_by_type.get(p.type, rule.clause),
+            rule.clause_by_type.get(project_type, rule.clause),
             Severity.MINOR if minor else Severity.MAJOR,
             rule.minor if minor else rule.major,
             p.code,
@@ -430,11 +493,10 @@ class Deriver:
             self._month_evidence(m, completeness=low, expected_slots=m.expected_slots),
         )
 
-    def _daily_cap(self, p: ProjectFacts, m: ProjectMonth, subject: str) -> None:
+    def _daily_cap(self, p: ProjectFacts, m: ProjectMonth, facts: MonthFacts, subject: str) -> None:
         rule = self.rb.rules.EXTRACTION_CAP
-        if p.permit_daily_m3 is None:
-            self.skip(p.code, "EXTRACTION_CAP", "no water permit daily intensity registered")
-            return
+        if facts.permit_daily_m3 is None:
+            return  # not evaluated (project_months lists it)
         days = m.days_over_daily_limit
         label = periods.month_label(m.month)
         max_daily = m.max_daily_extraction_m3
@@ -452,14 +514,14 @@ class Deriver:
                 subject=subject,
                 month=label,
                 days=days,
-                permit_daily_m3=p.permit_daily_m3,
+                permit_daily_m3=facts.permit_daily_m3,
                 max_daily_m3=max_daily,
             ),
             self._month_evidence(
                 m,
                 days_over_limit=days,
                 max_daily_extraction_m3=_r(max_daily),
-                permit_daily_m3=p.permit_daily_m3,
+                permit_daily_m3=facts.permit_daily_m3,
             ),
         )
 
@@ -497,10 +559,7 @@ class Deriver:
         for lay in sorted(m.layers, key=lambda lay: lay.aquifer):
             lim = limits.get(lay.aquifer)
             if lim is None:
-                self.skip(
-                    p.code, "QUALITY", f"no quality limits registered for aquifer {lay.aquifer}"
-                )
-                continue
+                continue  # not evaluated (project_months lists it)
             tds, ph = lay.reinjection_tds_mean, lay.reinjection_ph_mean
             if tds is not None and lim.tds_max_mg_l is not None and tds > lim.tds_max_mg_l + EPS:
                 exceed.append(
@@ -581,13 +640,26 @@ class Deriver:
     # ------------------------------------------------------------------ other inputs
 
     def water_level(self, p: ProjectFacts, levels: Sequence[SeasonLevel], subject: str) -> None:
+        """Each season's mean depth to water against the previous season's (from its stored
+        levels, also before applies_from); a season without a previous one is not evaluated."""
         rule = self.rb.rules.WATER_LEVEL
         by_season = {lv.season: lv.mean_depth_m for lv in levels}
         first = periods.season_of(self.rb.applies_from, p.city, self.rb)
         first = self.rb.applies_from.year if first is None else first
         for season, depth in sorted(by_season.items()):
+            if season < first:
+                continue
             previous = by_season.get(season - 1)
-            if season < first or previous is None or depth - previous <= rule.max_rise_m + EPS:
+            if previous is None:
+                label = periods.season_label(season)
+                self.skip(
+                    p.code, "WATER_LEVEL",
+                    f"no water levels stored for the heating season before {label}",
+                    NotEvaluatedWhy.NO_PREVIOUS_SEASON,
+                    periods.heating_season_bounds(p.city, season, self.rb),
+                )  # fmt: skip
+                continue
+            if depth - previous <= rule.max_rise_m + EPS:
                 continue
             start, end = periods.heating_season_bounds(p.city, season, self.rb)
             label = periods.season_label(season)
@@ -624,6 +696,9 @@ class Deriver:
         start = max(p.registered_on, rb.applies_from)
         window = (start, start)
         ban = rb.rules.ZONE_BAN
+        built = min((w.drilled_on for w in p.wells if w.drilled_on is not None), default=None)
+        built = p.registered_on if built is None else built
+        legacy = ban.built_on_or_after is not None and built < ban.built_on_or_after
         spring = ("SPRING_PROTECTION", "泉域重点保护区", ban.spring_zone_types)
         drinking = ("DRINKING_WATER_SOURCE", "集中式地下水饮用水水源地", ban.drinking_water_types)
         zones = (
@@ -635,6 +710,8 @@ class Deriver:
                 continue
             if flag is None:
                 self.skip(p.code, "ZONE_BAN", f"zone flag unknown: {zone}")
+            elif flag and legacy:
+                self._legacy(p, subject, code, zone, built)
             elif flag:
                 self.add(
                     f"ZONE_BAN:{p.code}:{code}",
@@ -701,6 +778,37 @@ class Deriver:
                                 "drilled_on": w.drilled_on.isoformat(),
                             },
                         )
+
+    def _legacy(self, p: ProjectFacts, subject: str, code: str, zone: str, built: date) -> None:
+        """A project built before the zone ban applied: a warning that puts the company on the
+        key-supervision list, no deduction (an inspection finding is how it is sanctioned)."""
+        rb = self.rb
+        rule = rb.rules.LEGACY_IN_BANNED_ZONE
+        since = rb.rules.ZONE_BAN.built_on_or_after
+        self.add(
+            f"LEGACY_IN_BANNED_ZONE:{p.code}:{code}",
+            "LEGACY_IN_BANNED_ZONE",
+            rule.clause,
+            Severity.WARNING,
+            0,
+            p.code,
+            (built, built),
+            True,
+            Source.REGISTRY,
+            rule.message.format(
+                subject=subject,
+                zone=zone,
+                type_label=TYPE_LABEL[p.type],
+                built_on=built.isoformat(),
+                since=since.isoformat(),
+            ),
+            {
+                "zone": code,
+                "project_type": p.type.value,
+                "built_on": built.isoformat(),
+                "ban_applies_from": since.isoformat(),
+            },
+        )
 
     def inspection(self, f: InspectionFinding, subject: str) -> None:
         rb = self.rb

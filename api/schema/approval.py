@@ -62,7 +62,11 @@ class Company(relay.Node):
 @strawberry.type(description="Why a decision is what it is.")
 class Reason:
     code: str = strawberry.field(
-        description="NO_CREDIT_FILE, NOT_YET_SCORED, STALE_SCORE, LISTED, GRADE, or the finding's rule id."
+        description=(
+            "NO_CREDIT_FILE, NOT_YET_SCORED, STALE_SCORE, LISTED, GRADE, NOT_EVALUATED (rules "
+            'not evaluated in the window; evidence {"rules": [{ruleId, why, projects, '
+            "months}]}), or the finding's rule id."
+        )
     )
     message: str = strawberry.field(
         description="For an approval officer: names the project, month and numbers."

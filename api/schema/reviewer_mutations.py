@@ -8,7 +8,7 @@ Each mutation takes one `input` and returns its record, the company's credit fil
 The caller (role:name) is the audit chain's actor."""
 
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -172,6 +172,13 @@ class RegisterProjectInput:
     in_spring_protection_zone: bool | None = None
     in_drinking_water_source: bool | None = None
     in_groundwater_restricted_zone: bool | None = None
+    effective_from: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "When this takes effect; default now. In the past: a correction — the months since "
+            "are judged again (final ones included) with it."
+        ),
+    )
 
 
 @strawberry.input
@@ -183,6 +190,13 @@ class RecordPermitInput:
     daily_intensity_m3: float | None = None
     valid_from: date
     valid_to: date | None = None
+    effective_from: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "When this takes effect; default now. In the past: a correction — the months since "
+            "are judged again (final ones included) with it."
+        ),
+    )
 
 
 @strawberry.input(description="Zone flags of a project; a null flag stays as it is.")
@@ -191,6 +205,13 @@ class SetProjectZonesInput:
     in_spring_protection_zone: bool | None = None
     in_drinking_water_source: bool | None = None
     in_groundwater_restricted_zone: bool | None = None
+    effective_from: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "When this takes effect; default now. In the past: a correction — the months since "
+            "are judged again (final ones included) with it."
+        ),
+    )
 
 
 # ---------------------------------------------------------------- payloads
@@ -523,7 +544,9 @@ class Mutation:
         }
         project, file, errors = await _run(
             info,
-            lambda acting: actions.register_project(acting, data, input.company_name),
+            lambda acting: actions.register_project(
+                acting, data, input.company_name, input.effective_from
+            ),
             Project,
         )
         return ProjectPayload(project=project, credit_file=file, user_errors=errors)
@@ -543,7 +566,7 @@ class Mutation:
             "valid_to": input.valid_to,
         }
         permit, file, errors = await _run(
-            info, lambda acting: actions.record_permit(acting, data), Permit
+            info, lambda acting: actions.record_permit(acting, data, input.effective_from), Permit
         )
         return RecordPermitPayload(permit=permit, credit_file=file, user_errors=errors)
 
@@ -553,6 +576,8 @@ class Mutation:
     async def set_project_zones(self, info: Info, input: SetProjectZonesInput) -> ProjectPayload:
         data = {"project_code": input.project_code, **_zones(input)}
         project, file, errors = await _run(
-            info, lambda acting: actions.set_project_zones(acting, data), Project
+            info,
+            lambda acting: actions.set_project_zones(acting, data, input.effective_from),
+            Project,
         )
         return ProjectPayload(project=project, credit_file=file, user_errors=errors)

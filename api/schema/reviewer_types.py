@@ -26,7 +26,7 @@ from registry.creditfile import Row, View
 from registry.models import PermitKind, ProjectType, WellRole
 from registry.roles import Action, may
 from scoring import periods
-from scoring.model import AppealOutcome, Severity, Source, Verdict
+from scoring.model import AppealOutcome, NotEvaluatedWhy, Severity, Source, Verdict
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -241,6 +241,15 @@ class CreditFile(FileNode):
     ) -> relay.Connection["ScreenedApplication"]:
         return await related(info, ScreenedApplication, "company_id", self.id, first, after)
 
+    @strawberry.field(
+        description=(
+            "What the latest scoring could not evaluate, and why: per project, rule and period "
+            "(a month, a heating season; none for a registry fact)."
+        )
+    )
+    async def not_evaluated(self, info: Info) -> list["NotEvaluatedRule"]:
+        return await children(info, NotEvaluatedRule, "company_id", self.id)
+
     @strawberry.field(description="Monitoring rows of its wells rejected at ingest, with reasons.")
     async def quarantined_rows(
         self, info: Info, first: int = DEFAULT_PAGE, after: str | None = None
@@ -255,7 +264,10 @@ class Standing:
     score: float | None
     rulebook_version: str | None
     listed: bool = strawberry.field(description="An active 失信 listing: BLOCK for every kind.")
-    key_supervision: bool = strawberry.field(description="Graded C or D, or listed (重点监督).")
+    key_supervision: bool = strawberry.field(
+        description="Graded C or D, or listed, or a project in a banned zone built before the "
+        "ban (重点监督)."
+    )
     reasons: list[Reason] = strawberry.field(
         description="The counting findings behind the score, most serious first."
     )
@@ -271,7 +283,9 @@ class Standing:
             score=s.score,
             rulebook_version=s.rulebook_version,
             listed=s.listing is not None,
-            key_supervision=grade in ("C", "D") or s.listing is not None,
+            key_supervision=grade in ("C", "D")
+            or s.listing is not None
+            or any(r.code == "LEGACY_IN_BANNED_ZONE" for r in s.reasons),
             reasons=list(s.reasons),
             listing_id=filed.listing_id,
         )
@@ -350,6 +364,10 @@ class Permit(FileNode):
     superseded: bool = strawberry.field(description="A later permit of the same kind replaced it.")
     recorded_by: str
     recorded_at: datetime
+    effective_from: datetime | None = strawberry.field(
+        description="When it took effect in the registry, if not when recorded (the first "
+        "permit of a kind is in force from the beginning)."
+    )
     project_id: strawberry.Private[int]
 
     @strawberry.field
@@ -718,6 +736,26 @@ class QuarantinedRow:
         return build(cls, row, platform_observation_id=None if obs is None else str(obs))
 
 
+NotEvaluatedWhyEnum = strawberry.enum(NotEvaluatedWhy, name="NotEvaluatedWhy")
+
+
+@strawberry.type(description="A rule the rulebook could not evaluate for a project, and why.")
+class NotEvaluatedRule:
+    project_code: str
+    rule_id: str
+    why: NotEvaluatedWhyEnum
+    reason: str
+    window_start: date | None = strawberry.field(
+        description="The period not evaluated (a month, a heating season); null: a registry "
+        "fact, whatever the period."
+    )
+    window_end: date | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> "NotEvaluatedRule":
+        return build(cls, row, why=NotEvaluatedWhy(row["why"]))
+
+
 @strawberry.type(description="A company on the key-supervision list (重点监督).")
 class SupervisionEntry:
     credit_file: CreditFile
@@ -757,6 +795,7 @@ VIEWS: dict[type, View] = {
     CreditRepair: creditfile.REPAIR,
     ScreenedApplication: creditfile.APPLICATION,
     ProjectMonthMetric: creditfile.MONTH_METRIC,
+    NotEvaluatedRule: creditfile.NOT_EVALUATED,
     QuarantinedRow: creditfile.QUARANTINE,
 }
 

@@ -104,7 +104,7 @@ def test_no_credit_file_allows_with_its_reason(answers, files):
         assert a["company"] is None and a["grade"] is None and a["score"] is None
         assert codes(a) == ["NO_CREDIT_FILE"]
         assert abs(at(a["asOf"]) - datetime.now(UTC)) < timedelta(minutes=5)
-        assert a["rulebookVersion"] == "2026.1"
+        assert a["rulebookVersion"] == "2026.2"  # none scored: the version in force
 
 
 def test_never_scored_allows_with_its_reason(answers, files):

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -603,3 +603,29 @@ def test_the_audit_chain_holds_every_record_and_catches_an_altered_row(api_db_ur
     finally:
         _set_inspector(api_engine, inspection_id, inspector)  # other modules share the database
     assert _audit_verify(api_db_url).returncode == 0
+
+
+def test_an_admin_record_takes_effect_when_it_says(gql, tokens):
+    """effectiveFrom: never in the future; in the past a correction (of the months since)."""
+    admin = tokens[Role.ADMIN]
+    project = {"code": "EF-1", "creditCode": code(7010), "companyName": "生效时间热力",
+               "name": "x", "type": "MEDIUM_DEEP", "city": "太原"}  # fmt: skip
+    tomorrow = (NOW + timedelta(days=1)).isoformat()
+    body = gql(OPS["register_project"], {"input": project | {"effectiveFrom": tomorrow}}, admin)
+    assert body["data"]["registerProject"]["userErrors"] == [{
+        "field": ["input", "effectiveFrom"], "message": "effectiveFrom lies in the future",
+        "code": "INVALID_INPUT",
+    }]  # fmt: skip
+    december = "2025-12-01T00:00:00+08:00"
+    body = gql(OPS["register_project"], {"input": project | {"effectiveFrom": december}}, admin)
+    assert body["data"]["registerProject"]["userErrors"] == []
+    zones = {"projectCode": "EF-1", "inSpringProtectionZone": True, "effectiveFrom": december}
+    body = gql(OPS["set_project_zones"], {"input": zones}, admin)["data"]["setProjectZones"]
+    assert body["userErrors"] == [] and body["project"]["inSpringProtectionZone"] is True
+    permit = {"projectCode": "EF-1", "kind": "WATER_PERMIT", "number": "EF-取水",
+              "validFrom": "2025-01-01", "effectiveFrom": december}  # fmt: skip
+    body = gql(OPS["record_permit"], {"input": permit}, admin)["data"]["recordPermit"]
+    assert body["userErrors"] == []
+    assert datetime.fromisoformat(body["permit"]["effectiveFrom"]) == datetime.fromisoformat(
+        december
+    )

@@ -283,10 +283,14 @@ def test_everything_recomputes_from_the_observations(world):
 
 
 def test_months_start_at_applies_from_and_end_at_the_watermark(world):
+    """…and the heating season before applies_from's is kept too: its water levels are the
+    first season's baseline (v2026.2, WATER_LEVEL)."""
     _p, e, _r = _doublet(world)
     world.observe(e, slot_ends(local(2025, 10, 1), local(2025, 10, 2)), 10.0)
     world.watermark(local(2026, 2, 10))
     run_rollup(world.engine)
     months = [m for (m,) in world.rows("SELECT month FROM project_month_metric ORDER BY month")]
-    assert months == [date(2025, 11, 1), DEC, JAN, date(2026, 2, 1)]
+    previous_season = [date(2024, 11, 1), date(2024, 12, 1), date(2025, 1, 1),
+                       date(2025, 2, 1), date(2025, 3, 1)]  # fmt: skip
+    assert months == [*previous_season, date(2025, 11, 1), DEC, JAN, date(2026, 2, 1)]
     assert _daily(world, e)[date(2025, 10, 1)].total == 960  # the daily row exists all the same

@@ -162,7 +162,8 @@ def test_no_reinjection_in_a_final_month_gives_d_and_a_critical_listing(scenario
     assert (snap.score, snap.grade) == (30, "D")  # 100 - 40 (CRITICAL cap) - 2 × 15
     (listing,) = listings
     assert listing.critical and critical.id in listing.finding_ids
-    assert listing.min_end == local(2027, 1, 6) and listing.max_end == local(2029, 1, 6)
+    # v2026.2: 12 and 36 months, to 24:00 local time of 6 Jan 2027 and 2029
+    assert listing.min_end == local(2027, 1, 7) and listing.max_end == local(2029, 1, 7)
 
 
 def test_a_second_run_with_unchanged_inputs_writes_nothing(scenario):

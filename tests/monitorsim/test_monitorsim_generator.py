@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from monitorsim import Config, build_app
-from monitorsim.config import CST, SLOT, parse_time
+from monitorsim.config import CST, DATA_FAULT_KINDS, SLOT, parse_time
 from monitorsim.creditcode import ALPHABET, WEIGHTS, check_char, is_valid
 from monitorsim.generator import CITIES, World
 from monitorsim.truth import truth
@@ -347,3 +347,37 @@ def test_a_glitch_is_one_low_reading_and_a_spike_ten_times_the_reading():
             assert value > 5 * after and after >= before
         checked[kind] += 1
     assert checked["meter_glitch"] > 5 and checked["meter_spike"] > 5
+
+
+def test_a_registry_change_mid_season():
+    """A project's wells stop operating and it becomes a closed loop at a given time: its Things
+    say so from then on, its meters send nothing after it, and nothing else changes."""
+    base = dict(
+        scenario="demo", start=parse_time("2026-10-26"), days=4, outage_hours=0,
+        data_faults=dict.fromkeys(DATA_FAULT_KINDS, 0.0),
+    )  # fmt: skip
+    plain = World(Config(**base))
+    [project] = [c.projects[0] for c in plain.companies if c.role == "low_reinjection_80"]
+    at = parse_time("2026-10-28T06:00:00+08:00")
+    change = {"at": at, "project": project.code, "operating": False, "projectType": "CLOSED_LOOP"}
+    changed = World(Config(**base, registry_changes=[change]))
+    streams = {ds.id for w in changed.wells if w.project.code == project.code
+               for ds in w.datastreams}  # fmt: skip
+
+    def rows(w: World, mine: bool) -> list:
+        return sorted(
+            (d, p, v) for d, p, v in zip(w.ds, w.pt, w.val, strict=True) if (d in streams) == mine
+        )
+
+    assert rows(changed, mine=False) == rows(plain, mine=False)
+    cut = at.timestamp()
+    assert rows(changed, mine=True) == [r for r in rows(plain, mine=True) if r[1] <= cut]
+    assert changed.injected["off_rows"] > 0
+    app = build_app(changed.config, changed)
+    well = next(w for w in changed.wells if w.project.code == project.code)
+    before = app._thing(well, False, changed.changes.applied(cut - 1))["properties"]
+    after = app._thing(well, False, changed.changes.applied(cut))["properties"]
+    assert (before["operating"], before["projectType"]) == (True, "MEDIUM_DEEP")
+    assert (after["operating"], after["projectType"]) == (False, "CLOSED_LOOP")
+    with pytest.raises(ValueError, match="unknown project"):
+        World(Config(**base, registry_changes=[change | {"project": "NOPE"}]))

@@ -164,3 +164,33 @@ def test_verify_counts_every_problem_beyond_those_it_lists(tamper_engine):
     assert report.problem_count == 3
     assert len(report.problems) == 2
     assert not report.intact
+
+
+def test_rows_audited_before_effective_from_keep_their_digests(empty_db_url):
+    """Migration 0009 adds effective_from to version tables: rows recorded before it still
+    verify, and a value set on one of them afterwards is an alteration."""
+    migrate.upgrade(empty_db_url, "0008")
+    eng = make_engine(empty_db_url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO company (credit_code) VALUES ('91350100M000100Y43')"))
+        conn.execute(sa.text("INSERT INTO project (code) VALUES ('P1')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO project_version (project_id, company_id, name, type, city, "
+                "operating, source) VALUES (1, 1, 'p', 'MEDIUM_DEEP', '太原', true, 'x')"
+            )
+        )
+    migrate.upgrade(empty_db_url)
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO project_version (project_id, company_id, name, type, city, "
+                "operating, source, effective_from) "
+                "VALUES (1, 1, 'p', 'MEDIUM_DEEP', '太原', false, 'x', '2026-01-10T00:00+08')"
+            )
+        )
+    assert _verify(eng).intact
+    _tamper(eng, "UPDATE project_version SET effective_from = now() WHERE id = 1")
+    report = _verify(eng)
+    assert report.problems == ["project_version row 1 was altered after it was recorded"]
+    eng.dispose()

@@ -1,6 +1,6 @@
 """Registering companies, projects, wells and permits: versions, never overwrites."""
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 
 import pydantic
 import pytest
@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from jobs import things
 from registry import db, services
 from registry.creditcode import check_char
+from registry.facts import in_force
 from registry.models import (
     Company,
     CompanyVersion,
@@ -20,6 +21,7 @@ from registry.models import (
 )
 
 CODE = "91350100M000100Y43"
+CST = timezone(timedelta(hours=8))
 
 
 def project(**over):
@@ -307,3 +309,50 @@ async def test_a_sync_takes_as_many_statements_for_300_new_wells_as_for_3(db_url
     finally:
         await engine.dispose()
     assert counts[300] == counts[3] < 30
+
+
+async def _in_force(factory, code: str, at: datetime) -> dict:
+    """The project's version in force at `at` (registry.facts)."""
+    sql = in_force(
+        "project_version", ":at", "v.project_id = (SELECT id FROM project WHERE code = :c)"
+    )
+    async with factory() as s:
+        return dict((await s.execute(sa.text(sql), {"at": at, "c": code})).mappings().one())
+
+
+async def test_a_backdated_correction_states_its_attributes_from_then_on(session_factory):
+    """A platform change keeps its own time; an admin's zone correction effective from 1 Dec
+    holds from then on, also after that change, and never before it."""
+    dec1, jan10 = datetime(2025, 12, 1, tzinfo=CST), datetime(2026, 1, 10, 9, tzinfo=CST)
+    async with db.transaction(session_factory, "platform") as s:
+        await services.register_company(
+            s, services.CompanyInput(credit_code=CODE, name="晋能"), "p"
+        )
+        await services.register_project(s, project(code="BD-1"), "platform")
+        await services.register_projects(
+            s, [project(code="BD-1", operating=False)], "platform", effective_from=jan10
+        )
+    for _ in range(2):  # the same correction twice: the second writes nothing
+        async with db.transaction(session_factory, "admin:li") as s:
+            await services.set_project_zones(
+                s, "BD-1", {"in_spring_protection_zone": True}, "admin:li", effective_from=dec1
+            )
+    async with session_factory() as s:
+        versions = (
+            await s.scalars(
+                sa.select(ProjectVersion)
+                .join(Project, Project.id == ProjectVersion.project_id)
+                .where(Project.code == "BD-1")
+                .order_by(ProjectVersion.id)
+            )
+        ).all()
+    assert [(v.operating, v.in_spring_protection_zone, v.effective_from) for v in versions] == [
+        (True, None, None), (False, None, jan10), (True, True, dec1), (False, True, jan10),
+    ]  # fmt: skip
+    seen = {}
+    for label, at in (("Nov", datetime(2025, 11, 20, tzinfo=CST)),
+                      ("Dec", datetime(2025, 12, 20, tzinfo=CST)),
+                      ("Jan", datetime(2026, 1, 20, tzinfo=CST))):  # fmt: skip
+        v = await _in_force(session_factory, "BD-1", at)
+        seen[label] = (v["operating"], v["in_spring_protection_zone"])
+    assert seen == {"Nov": (True, None), "Dec": (True, True), "Jan": (False, True)}

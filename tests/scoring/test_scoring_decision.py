@@ -21,7 +21,7 @@ def test_no_credit_file_is_allowed(kind):
     d = decide(None, kind, RB, NOW)
     assert (d.decision, d.grade, d.score, d.as_of) == (DecisionKind.ALLOW, None, None, NOW)
     assert [r.code for r in d.reasons] == ["NO_CREDIT_FILE"]
-    assert d.rulebook_version == "2026.1" and d.restricted_until is None
+    assert d.rulebook_version == "2026.2" and d.restricted_until is None
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -153,3 +153,61 @@ def test_a_standing_built_without_precomputed_reasons_is_answered_the_same():
     assert decide(bare, ApplicationKind.NEW_WELL, RB, NOW) == decide(
         full, ApplicationKind.NEW_WELL, RB, NOW
     )
+
+
+def test_what_was_not_evaluated_is_one_reason_with_compact_evidence():
+    """v2026.2: at most one NOT_EVALUATED reason, per rule and cause how many projects and
+    months of the window; none when everything was evaluated (or under v2026.1)."""
+    from scoring.decision import not_evaluated_summary
+    from scoring.model import NotEvaluated, NotEvaluatedWhy
+    from scoring.rulebook import load_rulebook
+
+    jan, feb = (date(2026, 1, 1), date(2026, 1, 31)), (date(2026, 2, 1), date(2026, 2, 28))
+    items = [
+        NotEvaluated("P1", "EXTRACTION_CAP", "no permit", window=jan),
+        NotEvaluated("P1", "EXTRACTION_CAP", "no permit", window=feb),
+        NotEvaluated("P2", "EXTRACTION_CAP", "no permit", window=jan),
+        NotEvaluated("P2", "ZONE_BAN", "zone flag unknown"),
+        NotEvaluated("P3", "WATER_LEVEL", "no previous season", NotEvaluatedWhy.NO_PREVIOUS_SEASON,
+                     (date(2025, 11, 15), date(2026, 3, 15))),
+        NotEvaluated("P4", "EXTRACTION_CAP", "no permit", window=(date(2023, 1, 1),
+                                                                  date(2023, 1, 31))),
+    ]  # fmt: skip
+    summary = not_evaluated_summary(items, window_start=date(2024, 3, 1), today=date(2026, 2, 10))
+    assert summary == {"rules": [
+        {"ruleId": "EXTRACTION_CAP", "why": "REGISTRY_FACT_MISSING", "projects": 2, "months": 2},
+        {"ruleId": "WATER_LEVEL", "why": "NO_PREVIOUS_SEASON", "projects": 1, "months": 4},
+        {"ruleId": "ZONE_BAN", "why": "REGISTRY_FACT_MISSING", "projects": 1, "months": 0},
+    ]}  # fmt: skip
+
+    def codes(standing: Standing) -> list[str]:
+        return [r.code for r in decide(standing, KINDS[0], RB, NOW).reasons]
+
+    def v2(**kw) -> Standing:
+        return Standing(scored_at=NOW, grade=Grade.A, score=95.0, rulebook_version="2026.2", **kw)
+
+    [reason] = [
+        r for r in decide(v2(not_evaluated=summary), KINDS[0], RB, NOW).reasons
+        if r.code == "NOT_EVALUATED"
+    ]  # fmt: skip
+    assert reason.evidence == summary
+    assert "EXTRACTION_CAP（登记信息缺失：2 个项目、2 个月）" in reason.message
+    assert "NOT_EVALUATED" not in codes(v2(not_evaluated={"rules": []}))
+    # a score made under v2026.1 is answered with v2026.1, which has no such reason
+    assert load_rulebook(version="2026.1").reasons.NOT_EVALUATED is None
+    assert "NOT_EVALUATED" not in codes(_standing(Grade.A, 95.0, not_evaluated=summary))
+
+
+def test_a_score_is_answered_with_the_rulebook_version_it_was_made_under():
+    from dataclasses import replace
+
+    result = score(company(inspection_findings=[InspectionFinding(
+        "F1", "I1", "P1", date(2026, 1, 10), Severity.CRITICAL, "回灌井未运行")]))  # fmt: skip
+    standing = Standing.from_result(result, RB)
+    for version, listed_text in (("2026.2", "24 时"), ("2026.1", "起可经信用修复移出")):
+        bare = replace(standing, rulebook_version=version, grade_reason=None,
+                       listing=replace(standing.listing, reason=None))  # fmt: skip
+        d = decide(bare, KINDS[0], RB, NOW)
+        assert d.rulebook_version == version
+        [listed] = [r for r in d.reasons if r.code == "LISTED"]
+        assert listed_text in listed.message

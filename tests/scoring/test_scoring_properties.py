@@ -265,8 +265,14 @@ def test_any_qualifying_critical_gives_d_and_block(inputs, data):
         )
         inputs = dataclasses.replace(inputs, inspection_findings=[*inputs.inspection_findings, f])
     elif how == "zone":
+        # v2026.2: the ban applies to projects built on or after applies_from (二(三)1).
+        built = RB.applies_from
+        first = inputs.projects[0]
+        wells = tuple(dataclasses.replace(w, drilled_on=built) for w in first.wells)
         ps = [
-            dataclasses.replace(inputs.projects[0], in_spring_protection_zone=True),
+            dataclasses.replace(
+                first, in_spring_protection_zone=True, registered_on=built, wells=wells
+            ),
             *inputs.projects[1:],
         ]
         inputs = dataclasses.replace(inputs, projects=ps)

@@ -8,7 +8,13 @@ from importlib import resources
 import pytest
 
 from scoring.model import ApplicationKind, DecisionKind, Grade, ProjectType
-from scoring.rulebook import RULE_IDS, RulebookError, load_rulebook, parse_rulebook
+from scoring.rulebook import (
+    RULE_IDS,
+    RulebookError,
+    installed_versions,
+    load_rulebook,
+    parse_rulebook,
+)
 
 DOMAIN_RULES = {
     "REINJ_RATIO", "NO_REINJECTION", "METERING_GAP", "NO_METERING", "EXTRACTION_CAP", "QUALITY",
@@ -17,9 +23,13 @@ DOMAIN_RULES = {
 }  # fmt: skip
 
 
+def _text(version: str = "2026.2") -> str:
+    return resources.files("scoring").joinpath("rulebooks", f"{version}.toml").read_text("utf-8")
+
+
 @pytest.fixture(scope="module")
 def raw() -> dict:
-    return tomllib.loads(resources.files("scoring").joinpath("rulebook.toml").read_text("utf-8"))
+    return tomllib.loads(_text())
 
 
 def _with(raw: dict, path: str, value) -> dict:
@@ -38,12 +48,40 @@ def _with(raw: dict, path: str, value) -> dict:
 _DELETE = object()
 
 
-def test_packaged_rulebook_is_v2026_1():
+def test_the_version_in_force_is_the_newest_installed():
+    assert installed_versions() == ("2026.1", "2026.2")
     rb = load_rulebook()
-    assert rb.version == "2026.1"
+    assert rb.version == "2026.2"
     assert rb.applies_from == date(2025, 11, 15)
     assert rb.timezone == "Asia/Shanghai"
-    assert load_rulebook() is rb  # parsed once per process
+    assert load_rulebook() is rb is load_rulebook(version="2026.2")  # parsed once per process
+
+
+def test_every_installed_version_stays_loadable():
+    old = load_rulebook(version="2026.1")
+    assert old.version == "2026.1" and old.applies_from == date(2025, 11, 15)
+    # What v2026.2 changed is absent from v2026.1, which keeps its own behaviour.
+    assert old.listing.max_months_for(critical=False) == 36
+    assert old.listing.period_end == "start_of_day"
+    assert old.rules.ZONE_BAN.built_on_or_after is None
+    assert old.rules.LEGACY_IN_BANNED_ZONE is None and old.reasons.NOT_EVALUATED is None
+    with pytest.raises(RulebookError, match=r"no rulebook '2025\.9' installed"):
+        load_rulebook(version="2025.9")
+
+
+def test_v2026_2_listing_periods_and_zone_ban():
+    """The national credit-repair rules: ordinary 失信 3 months–1 year, serious 1–3 years."""
+    rb = load_rulebook()
+    assert (rb.listing.min_months_score, rb.listing.max_months_for(critical=False)) == (6, 12)
+    assert (rb.listing.min_months_critical, rb.listing.max_months_for(critical=True)) == (12, 36)
+    assert rb.listing.period_end == "end_of_day"
+    assert rb.rules.ZONE_BAN.built_on_or_after == rb.applies_from
+    assert rb.rules.LEGACY_IN_BANNED_ZONE.clause == "二(三)1"
+    assert rb.meters == {
+        "max_flow_m3_per_hour": 500,
+        "lookahead_readings": 4,
+        "lookahead_minutes": 60,
+    }
 
 
 def test_every_rule_of_domain_md_is_in_the_rulebook_with_its_clause():
@@ -106,15 +144,16 @@ def test_grade_bands_are_half_open(score, grade):
 
 def test_rulebook_loads_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    load_rulebook.__globals__["_packaged"].cache_clear()
-    assert load_rulebook().version == "2026.1"
+    load_rulebook.__globals__["_installed"].cache_clear()
+    load_rulebook.__globals__["installed_versions"].cache_clear()
+    assert load_rulebook().version == "2026.2"
+    assert load_rulebook(version="2026.1").version == "2026.1"
 
 
 def test_load_from_a_path(tmp_path, raw):
-    text = resources.files("scoring").joinpath("rulebook.toml").read_text("utf-8")
     path = tmp_path / "rb.toml"
-    path.write_text(text.replace('version = "2026.1"', 'version = "2026.2"'), "utf-8")
-    assert load_rulebook(path).version == "2026.2"
+    path.write_text(_text().replace('version = "2026.2"', 'version = "2026.3"'), "utf-8")
+    assert load_rulebook(path).version == "2026.3"
 
 
 def test_invalid_toml_is_a_rulebook_error(tmp_path):
@@ -152,6 +191,10 @@ def test_invalid_toml_is_a_rulebook_error(tmp_path):
         ("grades.0.below", 101, "grades.0.below", "less than or equal to 100"),
         ("score.lookback_months", 0, "score.lookback_months", "greater than or equal to 1"),
         ("listing.min_months_critical", 48, "listing.min_months_critical", "exceeds max_months"),
+        ("listing.max_months_score", 3, "listing.max_months_score", "must lie between"),
+        ("listing.period_end", "noon", "listing.period_end", "Input should be"),
+        ("rules.LEGACY_IN_BANNED_ZONE", _DELETE, "rules.LEGACY_IN_BANNED_ZONE",
+         "needed exactly when"),
         ("heating_season.default.start", "02-30", "heating_season.default.start", "month-day"),
         ("heating_season.default.start", "01-15", "heating_season.default.end",
          "across the new year"),

@@ -68,6 +68,13 @@ def _well(code: str, confined: bool = False, drilled_on: date = date(2020, 5, 1)
     return WellFacts(code, WellRole.EXTRACTION, "K1", confined, drilled_on)
 
 
+def _built_in(year: int, **kw) -> list:
+    """A project whose wells were drilled in `year` (v2026.2: the zone ban applies to projects
+    built on or after applies_from)."""
+    wells = (_well("W1", drilled_on=date(year, 1, 3)),)
+    return [project(wells=wells, **kw)]
+
+
 def _levels(depths: dict[int, float]) -> CompanyInputs:
     return company(season_levels=[SeasonLevel("P1", s, d) for s, d in depths.items()])
 
@@ -102,12 +109,17 @@ CASES = [
     Case("MONTHLY_REPORT", "二(三)6", company(monthly_reports=[]), Severity.MINOR, 2,
          Source.REVIEWER, mentions=("P1", "2026-01", "2026-02-15")),
     Case("ZONE_BAN", "二(三)1",
-         company([project(type=CLOSED, in_spring_protection_zone=True)], []),
+         company(_built_in(2026, type=CLOSED, in_spring_protection_zone=True), []),
          Severity.CRITICAL, 40, Source.REGISTRY, mentions=("P1", "泉域重点保护区"),
          note="spring zone"),
-    Case("ZONE_BAN", "二(三)1", company([project(type=DIRECT, in_drinking_water_source=True)]),
+    Case("ZONE_BAN", "二(三)1",
+         company(_built_in(2026, type=DIRECT, in_drinking_water_source=True)),
          Severity.CRITICAL, 40, Source.REGISTRY, mentions=("集中式地下水饮用水水源地",),
          note="drinking-water source"),
+    Case("LEGACY_IN_BANNED_ZONE", "二(三)1",
+         company(_built_in(2019, type=CLOSED, in_spring_protection_zone=True), []),
+         Severity.WARNING, 0, Source.REGISTRY, mentions=("P1", "泉域重点保护区", "2019-01-03"),
+         note="built before the ban applied"),
     Case("CONFINED_WATER", "二(三)1",
          company([project(type=SHALLOW, wells=(_well("W9", confined=True),))]),
          Severity.CRITICAL, 40, Source.REGISTRY, mentions=("P1", "W9", "承压水")),

@@ -1,5 +1,6 @@
 """Score, grade and listings over time: provisional months, outages, lookback, appeals, repairs."""
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -22,7 +23,7 @@ from scoring.model import (
     TransitionKind,
     Verdict,
 )
-from scoring.rulebook import parse_rulebook
+from scoring.rulebook import load_rulebook, parse_rulebook
 from tests.scoring.scoring_builders import (
     JAN,
     NOW,
@@ -36,6 +37,13 @@ from tests.scoring.scoring_builders import (
 )
 
 SHALLOW = ProjectType.SHALLOW_WATER_SOURCE
+V1 = load_rulebook(version="2026.1")  # what v2026.2 changed, v2026.1 still does as before
+
+
+def _zoned(**kw):
+    """A project in a spring protection zone, built (its wells drilled) in 2026: banned."""
+    wells = tuple(dataclasses.replace(w, drilled_on=date(2026, 1, 5)) for w in project().wells)
+    return project(in_spring_protection_zone=True, wells=wells, **kw)
 
 
 def _critical_inspection(day=date(2026, 1, 10), fid="F1") -> InspectionFinding:
@@ -211,7 +219,7 @@ def test_findings_older_than_the_24_month_lookback_stop_counting():
 
 
 def test_registry_facts_count_as_long_as_they_hold():
-    result = score(company([project(in_spring_protection_zone=True)]), now=local(2030, 1, 1))
+    result = score(company([_zoned()]), now=local(2030, 1, 1))
     [f] = result.findings
     assert f.source is Source.REGISTRY and f.counts and result.grade is Grade.D
 
@@ -237,24 +245,42 @@ def test_an_overturned_appeal_voids_its_finding():
 # ----------------------------------------------------------------------------- listings
 
 
+_BY_SCORE = company(
+    inspection_findings=[
+        InspectionFinding(f"F{i}", "I1", "P1", date(2026, 1, 10), Severity.MAJOR, "…")
+        for i in range(2)
+    ],
+    post_evaluations=[PostEvaluation("E1", "P1", date(2026, 1, 20), Verdict.FAIL, "采灌失衡")],
+)
+
+
 def test_listing_periods_run_to_the_day_in_shanghai():
     # 31 Jan 20:00 UTC is 1 Feb 04:00 in Shanghai: the listing starts on 1 Feb local time
     now = datetime(2026, 1, 31, 20, 0, tzinfo=UTC)
     critical = score(
+        company(inspection_findings=[_critical_inspection()], monthly_reports=[]), now=now,
+        rulebook=V1,
+    )  # fmt: skip
+    [t] = critical.listing_transitions
+    assert t.min_end == local(2027, 2, 1) and t.max_end == local(2029, 2, 1)
+    [t] = score(_BY_SCORE, now=now, rulebook=V1).listing_transitions
+    assert (t.critical, t.min_end) == (False, local(2026, 8, 1))
+    assert t.min_end == datetime(2026, 7, 31, 16, 0, tzinfo=UTC)
+
+
+def test_v2026_2_listing_periods_end_at_24_00_local_and_by_score_after_a_year():
+    """National credit-repair rules: ordinary 失信 3 months–1 year, serious 1–3 years."""
+    now = datetime(2026, 1, 31, 20, 0, tzinfo=UTC)  # 1 Feb 04:00 in Shanghai
+    critical = score(
         company(inspection_findings=[_critical_inspection()], monthly_reports=[]), now=now
     )
     [t] = critical.listing_transitions
-    assert t.min_end == local(2027, 2, 1) and t.max_end == local(2029, 2, 1)
-    by_score = company(
-        inspection_findings=[
-            InspectionFinding(f"F{i}", "I1", "P1", date(2026, 1, 10), Severity.MAJOR, "…")
-            for i in range(2)
-        ],
-        post_evaluations=[PostEvaluation("E1", "P1", date(2026, 1, 20), Verdict.FAIL, "采灌失衡")],
-    )
-    [t] = score(by_score, now=now).listing_transitions
-    assert (t.critical, t.min_end) == (False, local(2026, 8, 1))
-    assert t.min_end == datetime(2026, 7, 31, 16, 0, tzinfo=UTC)
+    # 12 and 36 months after 1 Feb 2026, at 24:00 local time of that day
+    assert t.min_end == local(2027, 2, 2) and t.max_end == local(2029, 2, 2)
+    assert "最短期限至 2027-02-01 24 时" in t.message and "最迟于 2029-02-01 24 时" in t.message
+    [t] = score(_BY_SCORE, now=now).listing_transitions
+    assert (t.critical, t.min_end, t.max_end) == (False, local(2026, 8, 2), local(2027, 2, 2))
+    assert t.min_end == datetime(2026, 8, 1, 16, 0, tzinfo=UTC)
 
 
 def _listed(keys=("INSPECTION:F1",), critical=True, **kw) -> ListingRecord:
@@ -307,16 +333,30 @@ def test_a_repair_leaves_findings_not_behind_the_listing_counting():
     assert (result.score, result.grade) == (85.0, Grade.B)
 
 
-def test_a_listing_expires_after_36_months_and_reopens_if_still_d():
-    inputs = company([project(in_spring_protection_zone=True)], listings=[
-        _listed(keys=("ZONE_BAN:P1:SPRING_PROTECTION",))
-    ])  # fmt: skip
-    kinds = [(t.kind, t.at) for t in score(inputs, now=local(2029, 2, 1)).listing_transitions]
+@pytest.mark.parametrize(
+    ("rulebook", "new_max_end"),
+    [(V1, local(2032, 2, 1)), (RB, local(2032, 2, 2))],  # v2026.2: 24:00 of 1 Feb 2032
+    ids=["v2026.1", "v2026.2"],
+)
+def test_a_listing_expires_after_36_months_and_reopens_if_still_d(rulebook, new_max_end):
+    inputs = company([_zoned()], listings=[_listed(keys=("ZONE_BAN:P1:SPRING_PROTECTION",))])
+    result = score(inputs, now=local(2029, 2, 1), rulebook=rulebook)
+    kinds = [(t.kind, t.at) for t in result.listing_transitions]
     assert kinds == [
         (TransitionKind.EXPIRE, local(2029, 2, 1)),
         (TransitionKind.OPEN, local(2029, 2, 1)),
     ]
-    assert score(inputs, now=local(2029, 1, 31, 23)).listing_transitions == []
+    assert result.listing_transitions[1].max_end == new_max_end  # new periods, from that day
+    assert score(inputs, now=local(2029, 1, 31, 23), rulebook=rulebook).listing_transitions == []
+
+
+def test_a_score_based_listing_ends_after_12_months_under_v2026_2():
+    listing = _listed(keys=("INSPECTION:F1",), critical=False, min_end=local(2026, 8, 2),
+                      max_end=local(2027, 2, 2))  # fmt: skip
+    result = score(company(listings=[listing]), now=local(2027, 2, 2))
+    [t] = result.listing_transitions
+    assert (t.kind, t.at) == (TransitionKind.EXPIRE, local(2027, 2, 2))
+    assert "2027-02-01 24 时" in t.message
 
 
 def test_a_listing_resting_only_on_voided_findings_is_withdrawn():
@@ -343,17 +383,25 @@ def test_a_listing_on_an_overturned_finding_is_withdrawn():
     assert result.grade is Grade.A
 
 
-def test_a_new_critical_during_a_listing_extends_it():
+@pytest.mark.parametrize(
+    ("rulebook", "ends"),
+    [
+        (V1, (local(2027, 4, 20), local(2029, 4, 20))),
+        (RB, (local(2027, 4, 21), local(2029, 4, 21))),
+    ],
+    ids=["v2026.1", "v2026.2"],
+)
+def test_a_new_critical_during_a_listing_extends_it(rulebook, ends):
     listing = _listed(keys=("INSPECTION:F1",), critical=False, min_end=local(2026, 8, 1))
     inputs = company(
         inspection_findings=[_critical_inspection(), _critical_inspection(date(2026, 4, 2), "F2")],
         listings=[listing],
     )
-    result = score(inputs, now=NOW)
+    result = score(inputs, now=NOW, rulebook=rulebook)
     [t] = result.listing_transitions
     assert (t.kind, t.listing_id, t.critical) == (TransitionKind.EXTEND, "L1", True)
     assert [lf.key for lf in t.findings] == ["INSPECTION:F2"]
-    assert t.min_end == local(2027, 4, 20) and t.max_end == local(2029, 4, 20)
+    assert (t.min_end, t.max_end) == ends
     assert result.listing.finding_keys == ("INSPECTION:F1", "INSPECTION:F2")
 
 
