@@ -398,9 +398,7 @@ async def set_project_zones(
 
     async def write(session: AsyncSession, data: services.ZonesInput) -> tuple[int, int]:
         when = _effective(acting, effective_from)
-        project = await services.set_project_zones(
-            session, data, acting.actor, effective_from=when
-        )
+        project = await services.set_project_zones(session, data, acting.actor, effective_from=when)
         return project.id, await project_company_id(session, project.id)
 
     return await _perform(acting, Action.SET_PROJECT_ZONES, services.ZonesInput, data, write)

@@ -106,10 +106,9 @@ class Registry:
     def zones(self, project: str, effective_from: datetime | None = None, **flags) -> None:
         flags = {"in_spring_protection_zone": False, "in_drinking_water_source": False,
                  "in_groundwater_restricted_zone": False} | flags  # fmt: skip
+        data = services.ZonesInput(project_code=project, **flags)
         self._run(
-            lambda s: services.set_project_zones(
-                s, project, flags, ADMIN, effective_from=effective_from
-            )
+            lambda s: services.set_project_zones(s, data, ADMIN, effective_from=effective_from)
         )
 
     def permit(self, project: str, annual: float, daily: float, **kw) -> None:

@@ -334,9 +334,8 @@ async def test_a_backdated_correction_states_its_attributes_from_then_on(session
         )
     for _ in range(2):  # the same correction twice: the second writes nothing
         async with db.transaction(session_factory, "admin:li") as s:
-            await services.set_project_zones(
-                s, "BD-1", {"in_spring_protection_zone": True}, "admin:li", effective_from=dec1
-            )
+            zones = services.ZonesInput(project_code="BD-1", in_spring_protection_zone=True)
+            await services.set_project_zones(s, zones, "admin:li", effective_from=dec1)
     async with session_factory() as s:
         versions = (
             await s.scalars(
