@@ -12,8 +12,11 @@ metrics for Nov–Dec 2025, monthly reports and some inspections. Then times:
 1. rollup: the watermark moves within January → January recomputed for every project (what
    each 15-minute pull costs in the heating season);
 2. score, first run: every company scored, findings and snapshots written;
-3. score, unchanged: the digest gate (nothing scored);
-4. score after the watermark moved again: every company scored, almost nothing written.
+3. score, unchanged: nothing marked in score_dirty, the same rulebook, day and watermark day:
+   nothing loaded, nothing scored;
+4. score after the watermark moved again: every company whose months the rollup changed is
+   scored (the closed-loop-only ones are not: their months stayed the same), almost nothing
+   written.
 
 `--cumulative SHARE` makes that share of the volume datastreams cumulative meters (default 0: the
 baseline above is unchanged). `--observations` then adds, at the end, the daily rollup of the last

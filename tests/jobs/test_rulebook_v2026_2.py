@@ -435,3 +435,47 @@ def test_a_registry_change_the_platform_reports_mid_season(registry):
     answer = reg.answer(company.credit_code, now)
     assert (answer.decision, answer.grade) == (DecisionKind.BLOCK, Grade.D)
     unchanged_by_rescoring(reg, now)
+
+
+def test_an_admin_correction_in_the_past_judges_its_months_again(registry):
+    """二(二)6: the registry said the project took water; an admin corrects it, from 1 Nov, to a
+    closed loop (取热不取水). November and December — final — are judged again with the corrected
+    facts: their NO_METERING findings are voided, the listing resting on them withdrawn, and the
+    records say who corrected what, from when."""
+    reg = registry
+    compliant(reg, SEASON_START, date(2026, 1, 9))
+    site = doublet(code(11), "WRONG")
+    reg.sync(site.things())
+    reg.zones(site.project)
+    reg.permit(site.project, annual=1e7, daily=1e5)
+    reg.reports(site.project, [NOV, DEC])
+    reg.meter("WRONG-E1", "extraction_volume", SEASON_START, date(2026, 1, 7), 10.0)
+    reg.watermark(local(2026, 1, 5, 12))
+    reg.roll_up_and_score(local(2026, 1, 5, 13))
+    before = reg.findings(site.credit_code)
+    assert set(before) == {f"NO_METERING:WRONG:{m}" for m in ("2025-11", "2025-12", "2026-01")}
+    december = before["NO_METERING:WRONG:2025-12"]
+    (listing,) = reg.listings(site.credit_code)
+
+    closed = Site(site.credit_code, site.project, type="CLOSED_LOOP", wells=site.wells)
+    reg.register(closed, effective_from=local(2025, 11, 1))
+    now = local(2026, 1, 6, 13)
+    reg.roll_up_and_score(now)
+
+    assert reg.findings(site.credit_code) == {}
+    (voided,) = reg.meters.rows(
+        "SELECT reason FROM finding_event WHERE finding_id = :f AND kind = 'VOIDED'", f=december.id
+    )
+    assert voided.reason.startswith("no longer found")
+    ended = reg.listings(site.credit_code, active=False)
+    assert [(row.id, row.how) for row in ended] == [(listing.id, "WITHDRAWN")]
+    answer = reg.answer(site.credit_code, now)
+    assert answer.decision is DecisionKind.ALLOW and answer.grade is Grade.A
+    (version,) = reg.meters.rows(
+        "SELECT v.type, v.source, v.effective_from, a.actor FROM project_version v "
+        "JOIN project p ON p.id = v.project_id "
+        "JOIN audit_log a ON a.table_name = 'project_version' AND a.row_id = v.id "
+        "WHERE p.code = 'WRONG' AND v.type = 'CLOSED_LOOP' ORDER BY v.id LIMIT 1"
+    )
+    assert tuple(version) == ("CLOSED_LOOP", "admin:test", local(2025, 11, 1), "admin:test")
+    unchanged_by_rescoring(reg, now)
