@@ -492,9 +492,7 @@ async def pull(
                 await when_locked()
             factory = db.session_factory(engine)
             clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-            await _pull(
-                store, factory, client, page_size, clock, timezone, result, progress, now
-            )
+            await _pull(store, factory, client, page_size, clock, timezone, result, progress, now)
     except (PlatformError, psycopg.Error, sa.exc.SQLAlchemyError, OSError) as exc:
         result.error = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise PullFailed(result.error, result) from exc
