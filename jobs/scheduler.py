@@ -13,6 +13,7 @@ row of its window, unique on (job, window_key) — a window is run once (jobs/ru
 | listing-expiry | daily 00:10 | end listings that reached their maximum end |
 | partitions | daily 03:00 | create this and the next months' observation partitions |
 | audit-checkpoint | hourly at :00 | sign the audit chain's length and head into the data folder |
+| webhooks | every 10 s | deliver decision changes to webhook receivers (no job_run row) |
 
 Misfires: every job is idempotent and catches up on everything since its last run (the feed
 from its watermark, dirty days, dates passed), so one late run is as good as the missed ones:
@@ -42,6 +43,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs.runs import Run, job_lock, recorded_run
 from registry import db, heap
@@ -54,6 +56,7 @@ T = TypeVar("T")
 
 JOBSTORE_TABLE = "apscheduler_jobs"
 PARTITION_MONTHS_AHEAD = 2
+WEBHOOK_PASS_S = 10  # a change reaches a receiver that is up within a minute
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,19 @@ def audit_checkpoint(key: str) -> None:
     _recorded("audit-checkpoint", key, work)
 
 
+def deliver_webhooks(key: str) -> None:
+    """A delivery pass; so frequent that it records no job_run row (deliveries show it)."""
+    from jobs import webhooks
+
+    ctx = _ctx()
+    with job_lock(ctx.engine, "webhooks") as held:
+        if held is None:
+            return
+        report = webhooks.deliver(ctx.engine)
+        if report.delivered or report.failed_attempts:
+            log.info("webhooks %s: %s", key, report.counts())
+
+
 def default_jobs(tz: ZoneInfo) -> list[JobSpec]:
     return [
         JobSpec("things-sync", things_sync, CronTrigger(minute=5, timezone=tz), timedelta(hours=1)),
@@ -263,6 +279,12 @@ def default_jobs(tz: ZoneInfo) -> list[JobSpec]:
             audit_checkpoint,
             CronTrigger(minute=0, timezone=tz),
             timedelta(hours=1),
+        ),
+        JobSpec(
+            "webhooks",
+            deliver_webhooks,
+            IntervalTrigger(seconds=WEBHOOK_PASS_S, timezone=tz),
+            timedelta(seconds=WEBHOOK_PASS_S),
         ),
     ]
 

@@ -546,6 +546,62 @@ class Decision(SQLModel, table=True):
     decided_at: datetime = _created()
 
 
+class DecisionChange(SQLModel, table=True):
+    """A change of a company's standing for approval systems (decision over every application
+    kind, grade, restrictedUntil), recorded in the transaction that made it. `id` is gap-free:
+    it is assigned under the audit chain's lock, which every credit-file writer holds."""
+
+    __tablename__ = "decision_change"
+    id: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    company_id: int = _fk("company.id")
+    previous_id: int | None = Field(
+        default=None, foreign_key="decision_change.id", sa_type=sa.BigInteger
+    )
+    changed_at: datetime = _ts()
+    decision: str
+    grade: str | None = None
+    score: float | None = None
+    restricted_until: datetime | None = _ts(default=None)
+    rulebook_version: str
+    recorded_by: str
+    recorded_at: datetime = _created()
+
+
+class WebhookReceiver(SQLModel, table=True):
+    """A URL that gets every decision change after `after_change_id` (mutable: removable)."""
+
+    __tablename__ = "webhook_receiver"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    url: str
+    secret: str  # whsec_ + base64 key: the receiver verifies signatures with it
+    after_change_id: int = Field(default=0, sa_type=sa.BigInteger)
+    created_at: datetime = _created()
+    removed_at: datetime | None = _ts(default=None)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: one row per receiver and change, written with the change."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('PENDING', 'DELIVERED', 'FAILED')", name="webhook_delivery_status"
+        ),
+    )
+    receiver_id: int = Field(primary_key=True, foreign_key="webhook_receiver.id")
+    change_id: int = Field(
+        primary_key=True, foreign_key="decision_change.id", sa_type=sa.BigInteger
+    )
+    status: str = "PENDING"  # PENDING | DELIVERED | FAILED
+    attempts: int = 0
+    first_attempt_at: datetime | None = _ts(default=None)
+    last_attempt_at: datetime | None = _ts(default=None)
+    next_attempt_at: datetime | None = _ts(default=None)
+    last_error: str | None = None
+    delivered_at: datetime | None = _ts(default=None)
+
+
 # ---------------------------------------------------------------- operations and audit
 
 
@@ -604,6 +660,7 @@ APPEND_ONLY_TABLES = (
     "repair_decision",
     "application",
     "decision",
+    "decision_change",
 )
 """Credit-file tables: append-only and audited. observation, quarantine and audit_log are
 append-only too but not audited row by row (volume; the chain itself)."""

@@ -41,6 +41,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry import changes
 from registry.current import company_name, finding_counts
 from registry.models import (
     CreditFinding,
@@ -52,7 +53,7 @@ from registry.models import (
 )
 from registry.standing import stored_finding
 from scoring import periods
-from scoring.decision import not_evaluated_summary
+from scoring.decision import not_evaluated_summary, summarize_result
 from scoring.engine import derivable, score_company
 from scoring.model import (
     Appeal,
@@ -111,6 +112,7 @@ class RescoreSummary:
     findings_voided: int = 0
     listings_opened: int = 0
     listings_ended: int = 0
+    changes: int = 0  # decision changes recorded for approval systems
     errors: list[str] = field(default_factory=list)
     results: dict[int, CompanyResult] = field(default_factory=dict)
 
@@ -613,10 +615,11 @@ def _write(
     summary.findings_added += len(new_rows)
     summary.findings_voided += sum(len(p.void) for p in plans)
 
-    snapshot_rows = []
+    snapshot_rows, standings = [], {}
     for plan in plans:
         result, cid = plan.result, plan.loaded.company_id
         transitions = _listings(conn, plan, now=now, actor=actor, summary=summary)
+        standings[cid] = summarize_result(result, rulebook)
         counted = sorted(plan.keep[f.key] for f in result.findings if f.counts)
         prev = snapshots.get(cid)
         if (
@@ -646,6 +649,9 @@ def _write(
     _insert(conn, ScoreSnapshot.__table__, snapshot_rows, "id")
     summary.snapshots += len(snapshot_rows)
     _not_evaluated(conn, plans, now=now, rulebook=rulebook, job_run_id=job_run_id)
+    summary.changes += changes.record(
+        conn, standings, at=now, rulebook_version=rulebook.version, actor=actor
+    )
 
 
 def _not_evaluated(

@@ -377,3 +377,59 @@ def decide(
         listing_id=None if listing is None else listing.listing_id,
         stale=stale,
     )
+
+
+_RESTRICTIVENESS = {DecisionKind.ALLOW: 0, DecisionKind.RESTRICT: 1, DecisionKind.BLOCK: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class StandingSummary:
+    """What approval systems keep of a company: the most restrictive decision over every
+    application kind, the grade, the score and how long a listing restricts it."""
+
+    decision: DecisionKind
+    grade: Grade | None
+    score: float | None
+    restricted_until: datetime | None
+
+    def differs_from(self, other: "StandingSummary | None") -> bool:
+        """A change for approval systems: a score that moves nothing else is not one."""
+        return other is None or (self.decision, self.grade, self.restricted_until) != (
+            other.decision,
+            other.grade,
+            other.restricted_until,
+        )
+
+
+def summarize(standing: Standing | None, rulebook: Rulebook, now: datetime) -> StandingSummary:
+    """The summary of the decisions `decide` gives now for every application kind."""
+    decisions = [decide(standing, kind, rulebook, now) for kind in ApplicationKind]
+    worst = max(decisions, key=lambda d: _RESTRICTIVENESS[d.decision])
+    return StandingSummary(worst.decision, worst.grade, worst.score, worst.restricted_until)
+
+
+_UNUSED = Reason("", "")  # a summary needs no reason texts: skip formatting them
+
+
+def summarize_result(result: CompanyResult, rulebook: Rulebook) -> StandingSummary:
+    """The summary of the standing a scoring result gives, at the time it was computed."""
+    listing = result.listing
+    standing = Standing(
+        scored_at=result.computed_at,
+        grade=result.grade,
+        score=result.score,
+        rulebook_version=result.rulebook_version,
+        listing=None
+        if listing is None
+        else ListingStanding(
+            listing.listing_id,
+            listing.critical,
+            listing.started_at,
+            listing.min_end,
+            listing.max_end,
+            reasons=(),
+            reason=_UNUSED,
+        ),
+        grade_reason=_UNUSED,
+    )
+    return summarize(standing, rulebook, result.computed_at)

@@ -174,7 +174,9 @@ def test_the_jobs_are_defined_with_stable_ids_and_deliberate_misfire_handling(ur
         jobs = {j.id: j for j in sched.get_jobs()}
     finally:
         sched.shutdown(wait=False)
-    assert set(jobs) == {"things-sync", "pull", "listing-expiry", "partitions", "audit-checkpoint"}
+    assert set(jobs) == {
+        "things-sync", "pull", "listing-expiry", "partitions", "audit-checkpoint", "webhooks",
+    }  # fmt: skip
     for job in jobs.values():
         assert job.coalesce and job.max_instances == 1
         assert job.func_ref == "jobs.scheduler:run_job"
