@@ -72,7 +72,7 @@ def test_the_worker_starts_and_stops_on_sigterm(db_url):
         line = ""
         while "worker running" not in line and time.monotonic() < deadline:
             line = proc.stderr.readline()
-        assert "worker running 5 jobs" in line
+        assert "worker running 6 jobs" in line
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
