@@ -147,15 +147,28 @@ class Context(BaseContext, kw_only=True):
     cancellable: bool = False  # a query: it stops when its client disconnects
 
 
-def standings_loader(services: Services, now: datetime) -> DataLoader[str, FiledStanding | None]:
+def standings_loader(
+    services: Services, now: datetime, *, as_of: bool = False
+) -> DataLoader[str, FiledStanding | None]:
     """Standings by credit code: what one request asks for in one turn of the event loop —
-    its aliases, a batch, a page of files — is read by one query."""
+    its aliases, a batch, a page of files — is read by one query. `as_of`: as they stood at
+    the instant `now` (from what was recorded by then)."""
 
     async def load(codes: list[str]) -> list[FiledStanding | None]:
-        found = await services.read(lambda conn: load_standings(conn, codes, now))
+        found = await services.read(lambda conn: load_standings(conn, codes, now, as_of=as_of))
         return [found[code] for code in codes]
 
     return DataLoader(load_fn=load)
+
+
+def standings_as_of(ctx: "Context", at: datetime) -> DataLoader[str, FiledStanding | None]:
+    """The request's loader of standings as of `at` (fields asking for the same instant share
+    it, and its one query)."""
+    key = ("standings_as_of", at)
+    loader = ctx.extra.get(key)
+    if loader is None:
+        loader = ctx.extra[key] = standings_loader(ctx.services, at, as_of=True)
+    return loader
 
 
 class DatabaseUnavailable(ApiError):

@@ -9,8 +9,10 @@ webhook delivery per receiver (the outbox, delivered by registry.webhooks)."""
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -134,8 +136,8 @@ def record(
     return len(rows)
 
 
-_SELECT = """
-    SELECT c.id, co.credit_code, c.changed_at, c.rulebook_version,
+SELECT = """
+    SELECT c.id, c.company_id, co.credit_code, c.changed_at, c.rulebook_version,
            c.decision, c.grade, c.score, c.restricted_until,
            p.decision AS p_decision, p.grade AS p_grade, p.score AS p_score,
            p.restricted_until AS p_restricted_until
@@ -144,14 +146,14 @@ _SELECT = """
     LEFT JOIN decision_change p ON p.id = c.previous_id
 """
 _PAGE = sa.text(
-    _SELECT
+    SELECT
     + """
     WHERE c.id > :after AND (CAST(:company_id AS int) IS NULL OR c.company_id = :company_id)
     ORDER BY c.id
     LIMIT :limit
     """
 )
-_BY_IDS = sa.text(_SELECT + " WHERE c.id = ANY(:ids) ORDER BY c.id")
+_BY_IDS = sa.text(SELECT + " WHERE c.id = ANY(:ids) ORDER BY c.id")
 
 
 def page(
@@ -161,24 +163,25 @@ def page(
     if not 0 <= first <= MAX_PAGE:
         raise ValueError(f"first must be between 0 and {MAX_PAGE}")
     rows = conn.execute(_PAGE, {"after": after, "limit": first + 1, "company_id": company_id}).all()
-    return [_change(r) for r in rows[:first]], len(rows) > first
+    return [from_row(r._mapping) for r in rows[:first]], len(rows) > first
 
 
 def by_ids(conn: sa.Connection, ids: list[int]) -> dict[int, Change]:
-    return {r.id: _change(r) for r in conn.execute(_BY_IDS, {"ids": ids})}
+    return {r.id: from_row(r._mapping) for r in conn.execute(_BY_IDS, {"ids": ids})}
 
 
-def _change(r: sa.Row) -> Change:
+def from_row(r: Mapping[str, Any]) -> Change:
+    """A change from a row of SELECT (as a mapping)."""
     previous = None
-    if r.p_decision is not None:
-        previous = _summary(r.p_decision, r.p_grade, r.p_score, r.p_restricted_until)
+    if r["p_decision"] is not None:
+        previous = _summary(r["p_decision"], r["p_grade"], r["p_score"], r["p_restricted_until"])
     return Change(
-        id=r.id,
-        credit_code=r.credit_code,
-        changed_at=r.changed_at,
+        id=r["id"],
+        credit_code=r["credit_code"],
+        changed_at=r["changed_at"],
         previous=previous,
-        current=_summary(r.decision, r.grade, r.score, r.restricted_until),
-        rulebook_version=r.rulebook_version,
+        current=_summary(r["decision"], r["grade"], r["score"], r["restricted_until"]),
+        rulebook_version=r["rulebook_version"],
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from registry import changes
 from registry.current import (
     company_name,
     finding_counts,
@@ -173,6 +174,8 @@ NOT_EVALUATED = View(
     """,
     descending=False,
 )
+
+DECISION_CHANGE = View(changes.SELECT)  # a company's decision history, newest first
 
 MONTH_METRIC = View(
     "SELECT * FROM project_month_metric",

@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from registry.current import company_name, finding_counts, under_appeal
+from registry.current import company_name, finding_counts, recorded_by, under_appeal
 from scoring.decision import ListingStanding, Reason, Standing, most_serious_first
 from scoring.model import Finding, FindingStatus, Grade, Severity, Source
 
@@ -38,50 +38,57 @@ class CompanyRef:
 
 Ranked = dict[int, tuple[int, Reason]]  # finding id → (rank, most serious first; its reason)
 
-_COMPANIES = f"""
-    SELECT c.id AS company_id, c.credit_code, {company_name("c")} AS name,
-           s.id AS snapshot_id, s.computed_at, s.score, s.grade, s.rulebook_version,
-           s.finding_ids AS snapshot_findings,
-           l.id AS listing_id, l.critical, l.started_at, l.min_end, l.max_end,
-           l.finding_ids AS listing_findings, ne.summary AS not_evaluated
-    FROM company c
-    LEFT JOIN LATERAL (
-        SELECT id, computed_at, score, grade, rulebook_version, finding_ids
-        FROM score_snapshot WHERE company_id = c.id
-        ORDER BY computed_at DESC, id DESC LIMIT 1
-    ) s ON true
-    LEFT JOIN LATERAL (
-        SELECT id, critical, started_at, min_end, max_end, finding_ids
-        FROM listing
-        WHERE company_id = c.id AND max_end > %(now)s
-          AND NOT EXISTS (SELECT 1 FROM listing_end e WHERE e.listing_id = listing.id)
-        ORDER BY started_at DESC, id DESC LIMIT 1
-    ) l ON true
-    LEFT JOIN LATERAL (
-        SELECT summary FROM not_evaluated WHERE company_id = c.id
-        ORDER BY computed_at DESC, id DESC LIMIT 1
-    ) ne ON true
-    WHERE c.credit_code = ANY(%(codes)s)
-"""
 
-# A company row per code, repeated once per finding of its snapshot and listing that still
-# counts; a pending appeal leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
-# second query for the findings cost the API more CPU than the join.
-_STANDINGS = f"""
-    SELECT c.*, f.*
-    FROM ({_COMPANIES}) c
-    LEFT JOIN LATERAL (
-        SELECT f.id, f.key, f.rule_id, f.policy_clause, f.severity, f.deduction,
-               p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
-               f.message, f.evidence, {under_appeal("f")} AS under_appeal
-        FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
-        WHERE f.id IN (
-            SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
-            UNION SELECT jsonb_array_elements_text(c.listing_findings)::bigint
-        )
-          AND {finding_counts("f")}
-    ) f ON true
-"""
+def _standings_sql(at: str | None) -> str:
+    """A company row per code, repeated once per finding of its snapshot and listing that still
+    counts; a pending appeal leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
+    second query for the findings cost the API more CPU than the join. With `at` (as of an
+    instant): only what was recorded by then — the file then, with the listing active then."""
+    companies = f"""
+        SELECT c.id AS company_id, c.credit_code, {company_name("c", at)} AS name,
+               s.id AS snapshot_id, s.computed_at, s.score, s.grade, s.rulebook_version,
+               s.finding_ids AS snapshot_findings,
+               l.id AS listing_id, l.critical, l.started_at, l.min_end, l.max_end,
+               l.finding_ids AS listing_findings, ne.summary AS not_evaluated
+        FROM company c
+        LEFT JOIN LATERAL (
+            SELECT id, computed_at, score, grade, rulebook_version, finding_ids
+            FROM score_snapshot WHERE company_id = c.id{recorded_by("score_snapshot", at)}
+            ORDER BY computed_at DESC, id DESC LIMIT 1
+        ) s ON true
+        LEFT JOIN LATERAL (
+            SELECT id, critical, started_at, min_end, max_end, finding_ids
+            FROM listing
+            WHERE company_id = c.id AND max_end > %(now)s{recorded_by("listing", at)}
+              AND NOT EXISTS (SELECT 1 FROM listing_end e
+                              WHERE e.listing_id = listing.id{recorded_by("e", at)})
+            ORDER BY started_at DESC, id DESC LIMIT 1
+        ) l ON true
+        LEFT JOIN LATERAL (
+            SELECT summary FROM not_evaluated WHERE company_id = c.id{recorded_by("not_evaluated", at)}
+            ORDER BY computed_at DESC, id DESC LIMIT 1
+        ) ne ON true
+        WHERE c.credit_code = ANY(%(codes)s){"" if at is None else f" AND c.created_at <= {at}"}
+    """
+    return f"""
+        SELECT c.*, f.*
+        FROM ({companies}) c
+        LEFT JOIN LATERAL (
+            SELECT f.id, f.key, f.rule_id, f.policy_clause, f.severity, f.deduction,
+                   p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
+                   f.message, f.evidence, {under_appeal("f", at)} AS under_appeal
+            FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
+            WHERE f.id IN (
+                SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
+                UNION SELECT jsonb_array_elements_text(c.listing_findings)::bigint
+            )
+              AND {finding_counts("f", at)}
+        ) f ON true
+    """
+
+
+_STANDINGS = _standings_sql(None)
+_STANDINGS_AS_OF = _standings_sql("%(now)s")
 
 
 _NAMED = f"""
@@ -110,14 +117,16 @@ async def companies_by_id(conn: Connection, ids: Iterable[int]) -> dict[int, Com
 
 
 async def load_standings(
-    conn: Connection, codes: Iterable[str], now: datetime
+    conn: Connection, codes: Iterable[str], now: datetime, *, as_of: bool = False
 ) -> dict[str, FiledStanding | None]:
-    """Standing per normalised credit code; None when the registry has no file for the code."""
+    """Standing per normalised credit code; None when the registry has no file for the code.
+    `as_of`: the standing `now` was a past instant had, from what was recorded by then."""
     wanted = list(dict.fromkeys(codes))
     result: dict[str, FiledStanding | None] = dict.fromkeys(wanted)
     if not wanted:
         return result
-    rows = await _fetch(conn, _STANDINGS, {"codes": wanted, "now": now})
+    sql = _STANDINGS_AS_OF if as_of else _STANDINGS
+    rows = await _fetch(conn, sql, {"codes": wanted, "now": now})
     found = {row.id: _finding(row) for row in rows if row.id is not None}  # once per finding
     order = sorted(found.values(), key=lambda pair: most_serious_first(pair[1]))
     reasons: Ranked = {fid: (rank, Reason.from_finding(f)) for rank, (fid, f) in enumerate(order)}

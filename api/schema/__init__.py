@@ -19,7 +19,14 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 
 from api.errors import QUERY_TOO_DEEP, TOO_MANY_ALIASES
-from api.schema import approval, node, reviewer_mutations, reviewer_queries, reviewer_types
+from api.schema import (
+    approval,
+    changes,
+    node,
+    reviewer_mutations,
+    reviewer_queries,
+    reviewer_types,
+)
 from api.schema.extensions import (
     OperationMetrics,
     RequestLimits,
@@ -28,7 +35,7 @@ from api.schema.extensions import (
     leave_no_cycles,
 )
 
-QUERIES: list[type] = [node.Query, approval.Query, reviewer_queries.Query]
+QUERIES: list[type] = [node.Query, approval.Query, changes.Query, reviewer_queries.Query]
 MUTATIONS: list[type] = [approval.Mutation, reviewer_mutations.Mutation]
 TYPES: list[type] = [approval.Company, approval.ScreeningDecision, *reviewer_types.TYPES]
 

@@ -6,14 +6,17 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Annotated, Any
 
 import pydantic
 import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+from api.context import standings_as_of
 from api.errors import (
     CASE_REFERENCE_CONFLICT,
+    INVALID_AS_OF,
     INVALID_CREDIT_CODE,
     INVALID_INPUT,
     ApiError,
@@ -202,6 +205,27 @@ async def _screening_decision(info: Info, s: screening.Screening) -> "ScreeningD
     )
 
 
+AS_OF = (
+    "Answer as at this past instant (ISO 8601 with offset): what was answered then, from what "
+    "was recorded by then. Records nothing. Omitted: now."
+)
+
+
+def _standings(info: Info, as_of: datetime | None) -> tuple[Any, datetime]:
+    """The loader of the standings to decide on, and the instant to decide at."""
+    ctx = info.context
+    if as_of is None:
+        return ctx.standings, ctx.now
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ApiError("asOf needs a UTC offset, e.g. 2026-12-01T08:00:00+08:00", INVALID_AS_OF)
+    if as_of > ctx.now:
+        raise ApiError(
+            f"asOf {as_of.isoformat()} is in the future: answers are as of now or a past instant",
+            INVALID_AS_OF,
+        )
+    return standings_as_of(ctx, as_of), as_of
+
+
 @strawberry.type
 class Query:
     @root_field(
@@ -209,12 +233,18 @@ class Query:
         description="Advisory: may this company get this kind of permit now? Records nothing.",
     )
     async def eligibility(
-        self, info: Info, credit_code: str, kind: ApplicationKindEnum
+        self,
+        info: Info,
+        credit_code: str,
+        kind: ApplicationKindEnum,
+        as_of: Annotated[datetime | None, strawberry.argument(description=AS_OF)] = None,
     ) -> Eligibility:
         code = _code(credit_code)
-        ctx = info.context
-        filed = await ctx.standings.load(code)  # with this request's other fields (aliases)
-        decision = decide(filed.standing if filed else None, kind, ctx.services.rulebook, ctx.now)
+        loader, now = _standings(info, as_of)
+        filed = await loader.load(code)  # with this request's other fields (aliases)
+        decision = decide(
+            filed.standing if filed else None, kind, info.context.services.rulebook, now
+        )
         _count(info, [(decision, kind)], "eligibility")
         return _eligibility(code, filed, decision)
 
@@ -226,7 +256,10 @@ class Query:
         ),
     )
     async def eligibilities(
-        self, info: Info, requests: list[EligibilityRequest]
+        self,
+        info: Info,
+        requests: list[EligibilityRequest],
+        as_of: Annotated[datetime | None, strawberry.argument(description=AS_OF)] = None,
     ) -> list[Eligibility]:
         codes, invalid = [], []
         for i, r in enumerate(requests):
@@ -241,9 +274,9 @@ class Query:
                 INVALID_CREDIT_CODE,
                 invalid=invalid,
             )
-        ctx = info.context
-        filed = await ctx.standings.load_many(codes)
-        rulebook, now = ctx.services.rulebook, ctx.now
+        loader, now = _standings(info, as_of)
+        filed = await loader.load_many(codes)
+        rulebook = info.context.services.rulebook
         decided: list[tuple[Decision, ApplicationKind]] = []
         answers: list[Eligibility] = []
         for i, (code, f, r) in enumerate(zip(codes, filed, requests, strict=True)):

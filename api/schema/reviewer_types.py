@@ -16,10 +16,11 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
-from api.errors import ApiError
+from api.errors import INVALID_PAGE, ApiError
 from api.loaders_reviewer import loaders
 from api.schema.approval import Company, Reason, ScreeningDecision
 from api.schema.base import ApplicationKindEnum, DecisionEnum, GradeEnum, Info, caller
+from api.schema.changes import DecisionChange
 from api.schema.node import database_ids
 from registry import creditfile
 from registry.creditfile import Row, View
@@ -30,7 +31,6 @@ from scoring.model import AppealOutcome, NotEvaluatedWhy, Severity, Source, Verd
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-INVALID_PAGE = "INVALID_PAGE"
 
 
 class FindingStatus(StrEnum):
@@ -192,6 +192,15 @@ class CreditFile(FileNode):
     ) -> relay.Connection["Finding"]:
         filters = (("status", tuple(s.value for s in status)),) if status else ()
         return await related(info, Finding, "company_id", self.id, first, after, filters)
+
+    @strawberry.field(
+        description="Changes of its decision, grade or restrictedUntil, newest first (the "
+        "change feed approval systems follow, for this company)."
+    )
+    async def decision_history(
+        self, info: Info, first: int = DEFAULT_PAGE, after: str | None = None
+    ) -> relay.Connection[DecisionChange]:
+        return await related(info, DecisionChange, "company_id", self.id, first, after)
 
     @strawberry.field(description="Score snapshots, newest first.")
     async def score_history(
@@ -797,6 +806,7 @@ VIEWS: dict[type, View] = {
     ProjectMonthMetric: creditfile.MONTH_METRIC,
     NotEvaluatedRule: creditfile.NOT_EVALUATED,
     QuarantinedRow: creditfile.QUARANTINE,
+    DecisionChange: creditfile.DECISION_CHANGE,
 }
 
 TYPES: list[type] = [cls for cls in VIEWS if issubclass(cls, FileNode)]
