@@ -87,14 +87,27 @@ def _score(score: float | None) -> str:
 # ---------------------------------------------------------------- eligibility
 
 
-async def _filed_standing(conn, code: str, now: datetime):
-    """The company's stored standing at `now`, as the API reads it.
-
-    `--as-of T` belongs here: read what was recorded by T (the registry's as-of read) and
-    decide at T; the rest of both commands stays as it is."""
+async def _filed_standing(conn, code: str, now: datetime, as_of: bool = False):
+    """The company's stored standing at `now`, as the API reads it; `as_of`: as it stood at the
+    past instant `now`, from what was recorded by then."""
     from registry.standing import load_standings
 
-    return (await load_standings(conn, [code], now))[code]
+    return (await load_standings(conn, [code], now, as_of=as_of))[code]
+
+
+def _as_of(value: str | None) -> datetime | None:
+    """--as-of: an ISO 8601 time with its offset, not in the future."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise typer.BadParameter(f"{value!r} has no UTC offset, e.g. 2026-12-01T09:30:00+08:00")
+    if at > datetime.now(UTC):
+        raise typer.BadParameter(f"{value!r} is in the future")
+    return at
 
 
 def _eligibility(code: str, filed, kind: ApplicationKind, decision) -> dict[str, Any]:
@@ -125,9 +138,17 @@ def eligibility(
         help="PROJECT_FILING, WATER_PERMIT, MINING_RIGHT, ENVIRONMENTAL_ASSESSMENT or NEW_WELL "
         "(repeat for several); default: every kind.",
     ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        metavar="TIME",
+        callback=_as_of,
+        help="Answer as at this past instant (ISO 8601 with offset), from what was recorded "
+        "by then, as the API's asOf does.",
+    ),
     as_json: bool = _JSON,
 ) -> None:
-    """The decision an approval system gets now, with its reasons.
+    """The decision an approval system gets now (or got at --as-of), with its reasons.
 
     ALLOW, RESTRICT or BLOCK per application kind, from the company's stored standing, exactly
     as the API's `eligibility` answers it (a code without a credit file is ALLOW with
@@ -137,9 +158,9 @@ def eligibility(
 
     cli = _cli()
     wanted = list(dict.fromkeys(kinds)) if kinds else list(ApplicationKind)
-    now = datetime.now(UTC)
+    now = as_of or datetime.now(UTC)
     rulebook = load_rulebook()
-    filed = asyncio.run(_read(lambda conn: _filed_standing(conn, code, now)))
+    filed = asyncio.run(_read(lambda conn: _filed_standing(conn, code, now, as_of is not None)))
     standing = filed.standing if filed is not None else None
     answers = [(kind, decide(standing, kind, rulebook, now)) for kind in wanted]
     if as_json:

@@ -3,8 +3,6 @@ passes (jobs/webhooks.py). docs/api.md says what a receiver gets and how to veri
 
 from __future__ import annotations
 
-import json
-
 import typer
 from rich.table import Table
 
@@ -14,19 +12,13 @@ webhook_app = typer.Typer(
 )
 webhooks_app.add_typer(webhook_app, name="webhook")
 
-_JSON = typer.Option(False, "--json", help="Print JSON (one object per line).")
+_JSON = typer.Option(False, "--json", help="Print one JSON list instead of a table.")
 
 
 def _cli():
     from api import cli  # imported late: api.cli imports this module
 
     return cli
-
-
-def _local(value) -> str:
-    from scoring.rulebook import load_rulebook
-
-    return "" if value is None else f"{value.astimezone(load_rulebook().zone):%Y-%m-%d %H:%M:%S}"
 
 
 @webhook_app.command("add")
@@ -45,7 +37,7 @@ def add(
         except webhooks.WebhookError as exc:
             raise cli.CliError(str(exc)) from None
     cli.err.print(f"receiver {receiver.id} ({receiver.name}, {receiver.url}); signing secret:")
-    print(receiver.secret)
+    cli.emit(receiver.secret)
 
 
 @webhook_app.command("list")
@@ -60,25 +52,29 @@ def list_receivers(
     with cli._engine().connect() as conn:
         rows = webhooks.receivers(conn, removed=removed)
     if as_json:
-        for r in rows:
-            print(
-                json.dumps(
-                    {
-                        "id": r.id,
-                        "name": r.name,
-                        "url": r.url,
-                        "afterChange": r.after_change_id,
-                        "createdAt": r.created_at.isoformat(),
-                        "removedAt": None if r.removed_at is None else r.removed_at.isoformat(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
+        cli.emit_json(
+            [
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "url": r.url,
+                    "afterChange": r.after_change_id,
+                    "createdAt": r.created_at,
+                    "removedAt": r.removed_at,
+                }
+                for r in rows
+            ]
+        )
         return
-    table = Table("id", "name", "url", "added", "removed")
+    if not rows:
+        cli.emit("no webhook receivers (geocredit webhook add)")
+        return
+    table = Table("id", "name", "url", "added", "removed", title=f"times in {cli.local_zone()}")
     for r in rows:
-        table.add_row(str(r.id), r.name, r.url, _local(r.created_at), _local(r.removed_at))
-    cli.out.print(table if rows else "no webhook receivers")
+        table.add_row(
+            str(r.id), r.name, r.url, cli.local_time(r.created_at), cli.local_time(r.removed_at)
+        )
+    cli.show(table)
 
 
 @webhook_app.command("remove")
@@ -108,38 +104,38 @@ def deliveries(
     with cli._engine().connect() as conn:
         rows = webhooks.deliveries(conn, failed_only=failed, limit=limit)
     if as_json:
-        for d in rows:
-            print(
-                json.dumps(
-                    {
-                        "receiverId": d.receiver_id,
-                        "receiver": d.receiver_name,
-                        "change": d.change_id,
-                        "creditCode": d.credit_code,
-                        "status": d.status,
-                        "attempts": d.attempts,
-                        "nextAttemptAt": None
-                        if d.next_attempt_at is None
-                        else d.next_attempt_at.isoformat(),
-                        "deliveredAt": None
-                        if d.delivered_at is None
-                        else d.delivered_at.isoformat(),
-                        "lastError": d.last_error,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+        cli.emit_json(
+            [
+                {
+                    "receiverId": d.receiver_id,
+                    "receiver": d.receiver_name,
+                    "change": d.change_id,
+                    "creditCode": d.credit_code,
+                    "status": d.status,
+                    "attempts": d.attempts,
+                    "firstAttemptAt": d.first_attempt_at,
+                    "nextAttemptAt": d.next_attempt_at,
+                    "deliveredAt": d.delivered_at,
+                    "lastError": d.last_error,
+                }
+                for d in rows
+            ]
+        )
+        return
+    if not rows:
+        cli.emit("no deliveries")
         return
     table = Table(
-        "receiver", "change", "company", "status", "attempts", "next / delivered", "error"
-    )
+        "receiver", "change", "company", "status", "attempts", "next / delivered", "error",
+        title=f"times in {cli.local_zone()}",
+    )  # fmt: skip
     for d in rows:
-        when = _local(d.delivered_at) if d.status == "DELIVERED" else _local(d.next_attempt_at)
+        when = d.delivered_at if d.status == "DELIVERED" else d.next_attempt_at
         table.add_row(
-            d.receiver_name, str(d.change_id), d.credit_code, d.status, str(d.attempts), when,
-            d.last_error or "",
+            d.receiver_name, str(d.change_id), d.credit_code, d.status, str(d.attempts),
+            cli.local_time(when, seconds=True), d.last_error or "",
         )  # fmt: skip
-    cli.out.print(table if rows else "no deliveries")
+    cli.show(table)
 
 
 @webhook_app.command("deliver")

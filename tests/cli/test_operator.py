@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -233,6 +233,30 @@ def test_eligibility_for_one_kind_names_reasons_and_clauses(env, engine, filed):
 
     bad = one_line_error(geocredit("eligibility", D_COMPANY, "--kind", "permit", env=env), 2)
     assert "'permit' is not one of" in bad
+
+
+def test_eligibility_as_of_answers_what_was_answered_then(env, engine, filed):
+    d, _ = filed
+    with engine.connect() as conn:
+        filed_at = conn.scalar(
+            sa.text("SELECT created_at FROM company WHERE id = :c"), {"c": d.company_id}
+        )
+    before = (filed_at - timedelta(seconds=1)).isoformat()
+    then = geocredit("eligibility", D_COMPANY, "--as-of", before, "--json", env=env)
+    assert then.returncode == 0, then.stderr
+    assert {a["reasons"][0]["code"] for a in json.loads(then.stdout)} == {"NO_CREDIT_FILE"}
+    now = geocredit(
+        "eligibility", D_COMPANY, "--as-of", datetime.now(UTC).isoformat(), "--json", env=env
+    )
+    assert {a["decision"] for a in json.loads(now.stdout)} == {"BLOCK"}
+
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert "is in the future" in one_line_error(
+        geocredit("eligibility", D_COMPANY, "--as-of", future, env=env), 2
+    )
+    assert "no UTC offset" in one_line_error(
+        geocredit("eligibility", D_COMPANY, "--as-of", "2026-12-01T09:30:00", env=env), 2
+    )
 
 
 # ---------------------------------------------------------------- --json and machine output

@@ -275,3 +275,28 @@ def test_removed_receivers_get_nothing_more(engine):
         assert added.id not in [r.id for r in webhooks.receivers(conn)]
     with engine.connect() as conn:
         assert sa.inspect(conn).has_table("webhook_delivery")
+
+
+def test_the_webhook_commands(db_url, tmp_path):
+    env = os.environ | {"GEOCREDIT_DATABASE_URL": db_url, "GEOCREDIT_DATA_DIR": str(tmp_path)}
+
+    def geocredit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "api", "webhook", *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    added = geocredit("add", "--url", "https://approval.example/hook", "--name", "审批系统")
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_") and len(secret) > 40
+    (receiver,) = [
+        r for r in json.loads(geocredit("list", "--json").stdout) if r["name"] == "审批系统"
+    ]
+    assert receiver["url"] == "https://approval.example/hook" and "secret" not in receiver
+    assert json.loads(geocredit("deliveries", "--failed", "--json").stdout) == []
+    assert geocredit("remove", str(receiver["id"])).returncode == 0
+    again = geocredit("remove", str(receiver["id"]))
+    assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+    bad = geocredit("add", "--url", "ftp://x", "--name", "x")
+    assert bad.returncode == 1 and "is not an http(s) URL" in bad.stderr
