@@ -43,11 +43,12 @@ def _register_subcommands() -> None:
     from api.cli_files import files_app
     from api.cli_ingest import ingest_app
     from api.cli_jobs import jobs_app
+    from api.cli_rulebook import rulebook_app
     from api.cli_service import service_app
     from api.cli_webhooks import webhooks_app
 
     # Commands defined there join the top level (geocredit pull, geocredit worker, …).
-    for sub in (files_app, ingest_app, jobs_app, service_app, webhooks_app):
+    for sub in (files_app, ingest_app, jobs_app, rulebook_app, service_app, webhooks_app):
         app.registered_commands.extend(sub.registered_commands)
         app.registered_groups.extend(sub.registered_groups)
 

@@ -556,7 +556,10 @@ class Rulebook(_Model):
 
 
 def _describe(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
+    return _describe_error(exc.errors()[0])
+
+
+def _describe_error(err: Any) -> tuple[str, str]:
     loc = [str(p) for p in err["loc"] if p != "[key]"]
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, _Bad):
@@ -576,6 +579,20 @@ def parse_rulebook(data: dict[str, Any], source: str = "rulebook") -> Rulebook:
     except ValidationError as exc:
         key, message = _describe(exc)
         raise RulebookError(key, message, source) from None
+
+
+def rulebook_problems(raw: bytes) -> list[tuple[str, str]]:
+    """Every problem of a rulebook file as (key, message); empty when it loads. The checks
+    across keys (grade bands, decisions, message templates) run once every key is valid."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return [("(file)", f"not valid TOML: {e}")]
+    try:
+        Rulebook.model_validate(data)
+    except ValidationError as exc:
+        return [_describe_error(err) for err in exc.errors()]
+    return []
 
 
 RULEBOOKS = "rulebooks"  # the installed versions: scoring/rulebooks/<version>.toml
