@@ -148,11 +148,12 @@ def eligibility(
     ),
     as_json: bool = _JSON,
 ) -> None:
-    """The decision an approval system gets now (or got at --as-of), with its reasons.
+    """The decision an approval system gets, with its reasons.
 
     ALLOW, RESTRICT or BLOCK per application kind, from the company's stored standing, exactly
     as the API's `eligibility` answers it (a code without a credit file is ALLOW with
-    NO_CREDIT_FILE). Records nothing. --json prints a list of the API's Eligibility objects."""
+    NO_CREDIT_FILE). With --as-of, what it got at that past instant. Records nothing. --json
+    prints a list of the API's Eligibility objects."""
     from scoring.decision import decide
     from scoring.rulebook import load_rulebook
 

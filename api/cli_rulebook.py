@@ -9,10 +9,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-rulebook_app = typer.Typer()
+rulebook_app = typer.Typer(rich_markup_mode=None)
 rules_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
+    short_help="The rulebook: show, check, preview a change.",
     help="The rulebook: the version in force, checking a new one, previewing what it would do.",
 )
 rulebook_app.add_typer(rules_app, name="rulebook")
@@ -40,7 +41,7 @@ def _parameters(rule) -> str:
     return ", ".join(shown)
 
 
-@rules_app.command("show")
+@rules_app.command("show", short_help="The rulebook in force and its rules.")
 def show(
     version: str | None = typer.Option(
         None, "--version", help="An installed version (default: the one in force)."
@@ -74,7 +75,7 @@ def show(
     cli.show(table)
 
 
-@rules_app.command("check")
+@rules_app.command("check", short_help="Name every problem of a rulebook file.")
 def check(file: Path = _FILE) -> None:
     """Validate a rulebook file: every problem named by its key, one per line on stdout."""
     from scoring.rulebook import installed_versions, load_rulebook, rulebook_problems
@@ -98,7 +99,7 @@ def check(file: Path = _FILE) -> None:
     cli.emit(f"{file}: a valid rulebook, version {rb.version}{note}")
 
 
-@rules_app.command("preview")
+@rules_app.command("preview", short_help="What a rulebook would change, company by company.")
 def preview(file: Path = _FILE, as_json: bool = _JSON) -> None:
     """Every company whose score, grade or decision would differ under FILE on the same stored
     data, now, before → after, and the counts per grade and decision. Writes nothing."""

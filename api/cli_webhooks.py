@@ -6,9 +6,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-webhooks_app = typer.Typer()
+webhooks_app = typer.Typer(rich_markup_mode=None)
 webhook_app = typer.Typer(
-    no_args_is_help=True, help="Webhook receivers of decision changes (Standard Webhooks)."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Webhook receivers of decision changes (Standard Webhooks).",
 )
 webhooks_app.add_typer(webhook_app, name="webhook")
 
@@ -21,7 +23,7 @@ def _cli():
     return cli
 
 
-@webhook_app.command("add")
+@webhook_app.command("add", short_help="Register a receiver; prints its secret.")
 def add(
     url: str = typer.Option(..., "--url", help="Where to POST each change (http or https)."),
     name: str = typer.Option(..., "--name", help="Who receives, e.g. the approval system."),
@@ -138,7 +140,7 @@ def deliveries(
     cli.show(table)
 
 
-@webhook_app.command("deliver")
+@webhook_app.command("deliver", short_help="Send what is pending, now.")
 def deliver(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Send deliveries given up on again first."
