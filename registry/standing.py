@@ -41,7 +41,8 @@ Ranked = dict[int, tuple[int, Reason]]  # finding id → (rank, most serious fir
 
 def _standings_sql(at: str | None) -> str:
     """A company row per code, repeated once per finding of its snapshot and listing that still
-    counts; a pending appeal leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
+    counts (a listing's by key: a finding recorded again with new evidence still stands behind
+    it); a pending appeal leaves a finding counting, shown as UNDER_APPEAL. One round trip: a
     second query for the findings cost the API more CPU than the join. With `at` (as of an
     instant): only what was recorded by then — the file then, with the listing active then."""
     companies = f"""
@@ -49,7 +50,7 @@ def _standings_sql(at: str | None) -> str:
                s.id AS snapshot_id, s.computed_at, s.score, s.grade, s.rulebook_version,
                s.finding_ids AS snapshot_findings,
                l.id AS listing_id, l.critical, l.started_at, l.min_end, l.max_end,
-               l.finding_ids AS listing_findings, ne.summary AS not_evaluated
+               l.finding_keys AS listing_keys, ne.summary AS not_evaluated
         FROM company c
         LEFT JOIN LATERAL (
             SELECT id, computed_at, score, grade, rulebook_version, finding_ids
@@ -57,7 +58,10 @@ def _standings_sql(at: str | None) -> str:
             ORDER BY computed_at DESC, id DESC LIMIT 1
         ) s ON true
         LEFT JOIN LATERAL (
-            SELECT id, critical, started_at, min_end, max_end, finding_ids
+            SELECT id, critical, started_at, min_end, max_end,
+                   ARRAY(SELECT x.key FROM credit_finding x WHERE x.id IN (
+                       SELECT jsonb_array_elements_text(listing.finding_ids)::bigint
+                   )) AS finding_keys
             FROM listing
             WHERE company_id = c.id AND max_end > %(now)s{recorded_by("listing", at)}
               AND NOT EXISTS (SELECT 1 FROM listing_end e
@@ -78,10 +82,8 @@ def _standings_sql(at: str | None) -> str:
                    p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
                    f.message, f.evidence, {under_appeal("f", at)} AS under_appeal
             FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
-            WHERE f.id IN (
-                SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
-                UNION SELECT jsonb_array_elements_text(c.listing_findings)::bigint
-            )
+            WHERE (f.id IN (SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint)
+                   OR (f.company_id = c.company_id AND f.key = ANY(c.listing_keys)))
               AND {finding_counts("f", at)}
         ) f ON true
     """
@@ -130,15 +132,21 @@ async def load_standings(
     found = {row.id: _finding(row) for row in rows if row.id is not None}  # once per finding
     order = sorted(found.values(), key=lambda pair: most_serious_first(pair[1]))
     reasons: Ranked = {fid: (rank, Reason.from_finding(f)) for rank, (fid, f) in enumerate(order)}
+    keyed = {(row.company_id, row.key): row.id for row in rows if row.id is not None}
     rows = list({row.company_id: row for row in rows}.values())  # once per company
     for row in rows:
+        listed = [
+            keyed[k]
+            for k in ((row.company_id, key) for key in row.listing_keys or ())
+            if k in keyed
+        ]
         result[row.credit_code] = FiledStanding(
             company_id=row.company_id,
             credit_code=row.credit_code,
             name=row.name,
             snapshot_id=row.snapshot_id,
             listing_id=row.listing_id,
-            standing=_standing(row, reasons),
+            standing=_standing(row, reasons, listed),
         )
     return result
 
@@ -149,7 +157,7 @@ def _behind(ids: Sequence[Any] | None, reasons: Ranked) -> tuple[Reason, ...]:
     return tuple(reason for _, reason in found)
 
 
-def _standing(row: Any, reasons: Ranked) -> Standing:
+def _standing(row: Any, reasons: Ranked, listed: list[int]) -> Standing:
     listing = None
     if row.listing_id is not None:
         listing = ListingStanding(
@@ -158,7 +166,7 @@ def _standing(row: Any, reasons: Ranked) -> Standing:
             started_at=row.started_at,
             min_end=row.min_end,
             max_end=row.max_end,
-            reasons=_behind(row.listing_findings, reasons),
+            reasons=_behind(listed, reasons),
         )
     if row.snapshot_id is None:
         return Standing(listing=listing)
