@@ -8,7 +8,8 @@ On a fresh database (GEOCREDIT_DATABASE_URL's server, else the embedded one in
 - single `eligibility` over GraphQL vs a plain Litestar REST route doing the same lookup
   (same auth, the same per-request standings loader, same `decide`), `--connections`
   keep-alive connections: rps, p50, p99, and the ratio GraphQL rps / REST rps (about 0.4 on
-  stock strawberry). Goal: p99 < 50 ms.
+  stock strawberry). Goal: p99 < 50 ms. And the same `eligibility` with `asOf` (an instant
+  after seeding: the as-of read of what was recorded by then). Goal: ≥ 0.5 of plain rps.
 - `eligibilities` with 1,000 codes, one at a time: server time (Server-Timing) and latency.
   Goal: ≤ 2× graphql-core's own floor: executing the same document to the same result from
   trivial resolvers (dict lookups), timed in this process right after each server run.
@@ -45,6 +46,9 @@ FIELDS = """creditCode company { id name } decision grade score
     conditions restrictedUntil asOf rulebookVersion"""
 SINGLE = f"""query Eligibility($creditCode: String!, $kind: ApplicationKind!) {{
   eligibility(creditCode: $creditCode, kind: $kind) {{ {FIELDS} }} }}"""
+SINGLE_AS_OF = f"""query Eligibility($creditCode: String!, $kind: ApplicationKind!,
+  $asOf: DateTime) {{
+  eligibility(creditCode: $creditCode, kind: $kind, asOf: $asOf) {{ {FIELDS} }} }}"""
 BATCH = f"""query Eligibilities($requests: [EligibilityRequest!]!) {{
   eligibilities(requests: $requests) {{ {FIELDS} }} }}"""
 
@@ -344,12 +348,25 @@ async def single(
         for c, k in picks
     ]
     rest = [http_request("GET", f"/bench/eligibility/{c}?kind={k}", token) for c, k in picks]
-    await load(port, gql, connections, 2)  # warm up both paths
-    await load(port, rest, connections, 2)
-    results = {"graphql": [], "rest": []}
-    cpu = {"graphql": 0.0, "rest": 0.0}
-    for _ in range(2):  # interleaved halves, so drift hits both alike
-        for name, requests in (("rest", rest), ("graphql", gql)):
+    as_of = datetime.now(UTC).isoformat()
+    asof = [
+        http_request(
+            "POST",
+            "/graphql",
+            token,
+            json.dumps(
+                {"query": SINGLE_AS_OF, "variables": {"creditCode": c, "kind": k, "asOf": as_of}}
+            ).encode(),
+        )
+        for c, k in picks
+    ]
+    paths = (("rest", rest), ("graphql", gql), ("asof", asof))
+    for _, requests in paths:  # warm up every path
+        await load(port, requests, connections, 2)
+    results = {name: [] for name, _ in paths}
+    cpu = dict.fromkeys(results, 0.0)
+    for _ in range(2):  # interleaved halves, so drift hits all alike
+        for name, requests in paths:
             before = cpu_seconds(pid)
             results[name] += await load(port, requests, connections, seconds / 2)
             cpu[name] += cpu_seconds(pid) - before
@@ -504,10 +521,10 @@ def main() -> None:
                 )
             finally:
                 stop_server(proc)
-            g, r = one["graphql"], one["rest"]
+            g, r, a = one["graphql"], one["rest"], one["asof"]
             print(f"\n== {kind}, {args.connections} connections, {args.seconds:g} s per path ==")
             print(f"{'':8} {'rps':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}")
-            for name, s in (("GraphQL", g), ("REST", r)):
+            for name, s in (("GraphQL", g), ("REST", r), ("asOf", a)):
                 print(
                     f"{name:8} {s['rps']:8.0f} {s['p50_ms']:8.1f} {s['p99_ms']:8.1f} "
                     f"{s['cpu_ms']:11.2f}"
@@ -518,6 +535,7 @@ def main() -> None:
                 f"{r['cpu_ms'] / g['cpu_ms']:.2f} (expect ~0.4); GraphQL p99 "
                 f"{g['p99_ms']:.1f} ms (goal < 50)"
             )
+            print(f"asOf / plain GraphQL rps {a['rps'] / g['rps']:.2f} (goal ≥ 0.5)")
             print(
                 f"eligibilities × 1000: server {server_ms:.1f} ms wall, "
                 f"{cpu_ms:.1f} ms CPU; client {client_ms:.1f} ms; graphql-core floor "

@@ -223,6 +223,29 @@ def _set_watermark(engine: sa.Engine, t: datetime) -> None:
         )
 
 
+def _preview(engine: sa.Engine, now: datetime) -> None:
+    """`geocredit rulebook preview` of the older installed rulebook, against its baseline in the
+    same run: a full scoring run (every company scored and a snapshot written for each)."""
+    from registry.whatif import preview
+    from scoring.rulebook import installed_versions, load_rulebook
+
+    started = time.perf_counter()
+    full = _timed(
+        "score: every company (score --all)", lambda: run_scoring(engine, everything=True, now=now)
+    )
+    baseline = time.perf_counter() - started
+    print(f"  {full.counts()}")
+    older = load_rulebook(version=installed_versions()[0])
+    started = time.perf_counter()
+    result = _timed(
+        f"rulebook preview v{older.version}",
+        lambda: preview(engine, load_rulebook(), older, now=now),
+    )
+    took = time.perf_counter() - started
+    print(f"  {result.companies:,} companies, {len(result.changed):,} would differ")
+    print(f"  preview / full scoring run: {took / baseline:.2f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=20_000)
@@ -233,6 +256,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--observations", action="store_true", help="time the last day's rollup from observations"
+    )
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="time `rulebook preview` of v2026.1 against a full scoring run (score --all)",
     )
     args = parser.parse_args()
     projects, companies = args.projects, int(args.projects / 1.25)
@@ -293,6 +321,8 @@ def main() -> None:
         lambda: run_scoring(engine, now=second.astimezone(UTC)),
     )
     print(f"  {summary.counts()}")
+    if args.preview:
+        _preview(engine, second.astimezone(UTC))
     if args.observations:
         _observed_day(engine, args.days)
     engine.dispose()
