@@ -101,13 +101,6 @@ class EligibilityRequest:
     kind: ApplicationKindEnum
 
 
-# strawberry's generic input conversion costs ~0.1 ms per item: build the 1,000 items of a
-# batch directly from graphql-core's already coerced values instead.
-EligibilityRequest.__strawberry_definition__.from_input = lambda cls, value, _: cls(
-    credit_code=value["creditCode"], kind=value["kind"]
-)
-
-
 @strawberry.input
 class ScreenApplicationInput:
     credit_code: str
