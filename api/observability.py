@@ -70,6 +70,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # APScheduler logs every run of every job at INFO (the webhook pass runs every 10 s): our
+    # jobs log what they did themselves, so only its warnings and errors are kept.
+    logging.getLogger("apscheduler.executors").setLevel(max(logging.WARNING, root.level))
     # strawberry logs every GraphQL error, expected ones too; api.schema.errors logs the
     # unexpected ones, with the request id.
     logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
