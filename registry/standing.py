@@ -82,8 +82,11 @@ def _standings_sql(at: str | None) -> str:
                    p.code AS project_code, f.window_start, f.window_end, f.final, f.source,
                    f.message, f.evidence, {under_appeal("f", at)} AS under_appeal
             FROM credit_finding f LEFT JOIN project p ON p.id = f.project_id
-            WHERE (f.id IN (SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint)
-                   OR (f.company_id = c.company_id AND f.key = ANY(c.listing_keys)))
+            WHERE f.id IN (
+                SELECT jsonb_array_elements_text(c.snapshot_findings)::bigint
+                UNION SELECT x.id FROM credit_finding x
+                      WHERE x.company_id = c.company_id AND x.key = ANY(c.listing_keys)
+            )
               AND {finding_counts("f", at)}
         ) f ON true
     """
