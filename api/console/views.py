@@ -143,11 +143,19 @@ def _rule_line(f: Row) -> str:
 
 
 def compliance_grid(
-    projects: list[Row], metrics: dict[int, list[Row]], findings: list[Row], months: list[date]
+    projects: list[Row],
+    metrics: dict[int, list[Row]],
+    findings: list[Row],
+    months: list[date],
+    not_evaluated: list[Row] = (),
 ) -> list[GridRow]:
     """Projects × months: each cell coloured by its worst counting finding, with the month's
-    rollup flags (provisional, outage, evaluated)."""
+    rollup flags (provisional, outage, evaluated) and the rules the latest scoring could not
+    evaluate in it (a missing registry fact: in every month)."""
     index = {m: i for i, m in enumerate(months)}
+    unevaluated: dict[str, list[Row]] = defaultdict(list)
+    for n in not_evaluated:
+        unevaluated[n["project_code"]].append(n)
     by_project: dict[int | None, list[Row]] = defaultdict(list)
     for f in findings:
         if f["status"] in COUNTING:
@@ -169,9 +177,11 @@ def compliance_grid(
                 cell.provisional = not metric["final"]
                 cell.outage = metric["outage_slots"] > 0
                 cell.evaluated = metric["evaluated"]
-                cell.not_evaluated = [
-                    f"{n['rule_id']}：{n['reason']}" for n in metric.get("not_evaluated") or ()
-                ]
+        for n in unevaluated.get(code, ()):
+            first = None if n["window_start"] is None else periods.month_of(n["window_start"])
+            for cell in cells:
+                if first is None or first <= cell.month <= n["window_end"]:
+                    cell.not_evaluated.append(f"{n['rule_id']}：{n['reason']}")
         for f in sorted(by_project.get(pid, ()), key=lambda f: SEVERITY_ORDER.index(f["severity"])):
             start, end = periods.month_of(f["window_start"]), periods.month_of(f["window_end"])
             for cell in cells:
@@ -263,6 +273,9 @@ async def credit_file(
     )
     listings = (await _page(conn, creditfile.LISTING, cid)).rows
     quarantine = await _page(conn, creditfile.QUARANTINE, cid)
+    unevaluated = (await creditfile.children(conn, creditfile.NOT_EVALUATED, "company_id", [cid]))[
+        cid
+    ]
     code_of = {p["id"]: p["code"] for p in projects}
     by_project: dict[str | None, list[Row]] = defaultdict(list)
     for q in quarantine.rows:
@@ -278,7 +291,7 @@ async def credit_file(
         strictest=strictest,
         listing=active,
         months=months,
-        grid=compliance_grid(projects, metrics, in_window, months),
+        grid=compliance_grid(projects, metrics, in_window, months, unevaluated),
         projects=projects,
         snapshots=snapshots,
         history=[
