@@ -23,23 +23,12 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import errors
 
+from jobs.dirty_days import Marks
 from registry import db
 
 WATERMARK_SOURCE = "observations"  # ingest_watermark.source of the platform's feed
 LOCK = "geocredit.pull"  # advisory lock: one pull at a time
 
-# A pull remembers the dirty-day marks it has committed and does not send them again: a page of
-# the feed touches the same ~2,000 (datastream, day) pairs as the page before, and re-inserting
-# them cost PostgreSQL ~13 ms a page. A remembered mark may have been claimed by a rollup since,
-# which would then miss this page's rows: so a rollup claims marks only under this lock, taken
-# exclusively, after counting its claim in the sequence; a page holds the lock shared from the
-# start of its transaction, and forgets what it remembers when the count has moved.
-_CLAIMS_KEY = "hashtext('geocredit.dirty_day')"
-CLAIMS_LOCK = f"SELECT pg_advisory_xact_lock({_CLAIMS_KEY})"  # a rollup's, to claim
-CLAIMS_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({_CLAIMS_KEY})"  # a page's
-COUNT_CLAIM = "SELECT nextval('dirty_day_claims')"
-CLAIMS_COUNT = "SELECT last_value, is_called FROM dirty_day_claims"
-REMEMBERED_MARKS = 200_000  # at most, then forgotten
 APPLICATION_NAME = "geocredit-ingest"  # of the storing connection, for pg_stat_activity
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -302,8 +291,7 @@ class Store:
         self.conn = conn
         self.timezone = timezone
         self.months: set[date] = set()  # partitions known to exist
-        self.marked: set[tuple[int, int]] = set()  # dirty days committed by this pull
-        self.claims: tuple | None = None  # the rollups' claim count when `marked` was valid
+        self.marks = Marks()  # dirty days committed by this pull (jobs/dirty_days.py)
 
     @classmethod
     @contextlib.contextmanager
@@ -388,12 +376,8 @@ class Store:
         conn = self.conn
         n_new = batch.new_count if new else 0
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(CLAIMS_LOCK_SHARED)
-            claims = cur.execute(CLAIMS_COUNT).fetchone()
-            if claims != self.claims or len(self.marked) > REMEMBERED_MARKS:
-                self.marked.clear()
-                self.claims = claims
-            marks = sorted(batch.dirty - self.marked) if n_new else []
+            unsent = self.marks.unsent(cur, batch.dirty)
+            marks = unsent if n_new else []
             if n_new:
                 with cur.copy(_COPY_NEW) as copy:
                     copy.write(batch.copy_new)
@@ -421,6 +405,6 @@ class Store:
                 "id": oid,
             }
             merged, revisions = cur.execute(_MERGE, params).fetchone()
-        self.marked.update(marks)
+        self.marks.committed(marks)
         stored = n_new + merged
         return Stored(stored, revisions, n_new + len(merge) - stored - revisions)

@@ -46,8 +46,8 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from jobs.dirty_days import claim_day
 from jobs.meter_days import roll_meter_day
-from jobs.observations import CLAIMS_LOCK, COUNT_CLAIM
 from registry.facts import day_start, first_day, in_force, versions
 from scoring import periods
 from scoring.model import ProjectType
@@ -90,21 +90,6 @@ class RollupResult:
 # Projects and wells as on the local day :day (at its midnight).
 _DAY_PROJECTS = in_force("project_version", day_start("CAST(:day AS date)"))
 _DAY_WELLS = in_force("well_version", day_start("CAST(:day AS date)"))
-
-# Local day bounds for the claimed rows: observations with phenomenon time in [t0, t1) belong to
-# the day (t − slot on the day), `nslots` slots in the day (96, except on DST days elsewhere).
-_CLAIM = sa.text(
-    """
-    CREATE TEMP TABLE claim ON COMMIT DROP AS
-    WITH taken AS (DELETE FROM dirty_day WHERE day = :day RETURNING datastream_id, day)
-    SELECT t.datastream_id, t.day, s.well_id, s.indicator, s.accumulation,
-           (t.day::timestamp AT TIME ZONE :tz) + :slot AS t0,
-           ((t.day + 1)::timestamp AT TIME ZONE :tz) + :slot AS t1,
-           (extract(epoch FROM ((t.day + 1)::timestamp AT TIME ZONE :tz)
-                              - (t.day::timestamp AT TIME ZONE :tz)) / :slot_s)::int AS nslots
-    FROM taken t JOIN datastream s ON s.id = t.datastream_id
-    """
-)
 
 # Interval datastreams; cumulative ones are added by jobs/meter_days.py.
 _DAILY = sa.text(
@@ -745,7 +730,7 @@ def run_rollup(
     """Bring daily rows, outage slots and project months up to date; `everything` recomputes all
     of them from the observations. Local days are the rulebook's (default: the one in force)."""
     rb = rulebook or load_rulebook()
-    ctx = _Context(tz=rb.timezone, rb=rb, progress=progress or _quiet)
+    ctx = _RollupRun(tz=rb.timezone, rb=rb, progress=progress or _quiet)
     result = RollupResult()
     with engine.connect() as conn:
         watermark = current_watermark(conn)
@@ -766,7 +751,7 @@ def run_rollup(
 
 
 @dataclass
-class _Context:
+class _RollupRun:
     tz: str
     rb: Rulebook
     progress: Progress
@@ -784,7 +769,7 @@ def _quiet(stage: str, done: int, total: int | None) -> None:
     pass
 
 
-def _mark_everything_dirty(conn: sa.Connection, ctx: _Context) -> None:
+def _mark_everything_dirty(conn: sa.Connection, ctx: _RollupRun) -> None:
     ctx.progress("scanning observations", 0, None)
     conn.execute(
         sa.text(
@@ -800,7 +785,7 @@ def _mark_everything_dirty(conn: sa.Connection, ctx: _Context) -> None:
     conn.commit()
 
 
-def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None:
+def _roll_days(conn: sa.Connection, ctx: _RollupRun, result: RollupResult) -> None:
     """Recompute dirty days one at a time, oldest first, each in its own transaction."""
     p = ctx.params
     total = conn.scalar(sa.text("SELECT count(DISTINCT day) FROM dirty_day"))
@@ -814,10 +799,7 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
                 break
             ctx.progress("days", result.days, max(total, result.days + 1))
             # Claimed under the lock, counted: a pull then marks again what it sent before.
-            conn.execute(sa.text(CLAIMS_LOCK))
-            conn.execute(sa.text(COUNT_CLAIM))
-            conn.execute(_CLAIM, p | {"day": day})
-            claimed = conn.scalar(sa.text("SELECT count(*) FROM claim"))
+            claimed = claim_day(conn, day, p)
             conn.execute(_DAILY, p)
             meters = roll_meter_day(conn, ctx.rb, ctx.tz, ctx.slot, day)
             for statement in _STORE_DAILY:
@@ -838,7 +820,7 @@ def _roll_days(conn: sa.Connection, ctx: _Context, result: RollupResult) -> None
     ctx.progress("days", result.days, result.days)
 
 
-def _roll_outage(conn: sa.Connection, ctx: _Context, day: date) -> bool:
+def _roll_outage(conn: sa.Connection, ctx: _RollupRun, day: date) -> bool:
     """Recompute the day's outage slots when a volume stream changed; True if they changed."""
     volumes = conn.scalar(
         sa.text("SELECT count(*) FROM claim WHERE indicator = ANY(:v)"), {"v": list(VOLUMES)}
@@ -873,7 +855,7 @@ def _roll_outage(conn: sa.Connection, ctx: _Context, day: date) -> bool:
 
 
 def _months_to_recompute(
-    conn: sa.Connection, ctx: _Context, state, watermark: datetime | None
+    conn: sa.Connection, ctx: _RollupRun, state, watermark: datetime | None
 ) -> dict[date, list[int] | None]:
     """month → project ids to recompute (None: every project), from the month of the heating
     season before applies_from's to the watermark's."""
@@ -931,7 +913,7 @@ _REGISTRY_CHANGES = sa.text(
 )
 
 
-def _registry_changes(conn: sa.Connection, ctx: _Context, state) -> dict[int, date | None]:
+def _registry_changes(conn: sa.Connection, ctx: _RollupRun, state) -> dict[int, date | None]:
     """project id → the first month a registry change since the last rollup affects (None:
     every month). A well's change concerns every project it has belonged to."""
     rows = conn.execute(
@@ -957,7 +939,7 @@ def _registry_changes(conn: sa.Connection, ctx: _Context, state) -> dict[int, da
 
 def _roll_months(
     conn: sa.Connection,
-    ctx: _Context,
+    ctx: _RollupRun,
     months: dict[date, list[int] | None],
     watermark: datetime | None,
     result: RollupResult,
@@ -984,7 +966,7 @@ def _roll_months(
 
 
 def _roll_month(
-    conn: sa.Connection, ctx: _Context, month: date, ids: list[int], watermark: datetime | None
+    conn: sa.Connection, ctx: _RollupRun, month: date, ids: list[int], watermark: datetime | None
 ) -> int:
     rb = ctx.rb
     nxt = periods.add_months(month, 1)

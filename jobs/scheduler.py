@@ -68,16 +68,16 @@ class JobSpec:
 
 
 @dataclass
-class _Context:
+class _SchedulerSetup:
     settings: Settings
     engine: sa.Engine
     specs: dict[str, JobSpec]
 
 
-_context: _Context | None = None
+_context: _SchedulerSetup | None = None
 
 
-def _ctx() -> _Context:
+def _ctx() -> _SchedulerSetup:
     if _context is None:
         raise RuntimeError("the scheduler is not configured: call build_scheduler first")
     return _context
@@ -301,7 +301,7 @@ def build_scheduler(
     tz = load_rulebook().zone  # local days are the rulebook's
     engine = db.make_engine(db.database_url(settings))
     specs = {spec.id: spec for spec in (jobs if jobs is not None else default_jobs(tz))}
-    _context = _Context(settings, engine, specs)
+    _context = _SchedulerSetup(settings, engine, specs)
     store = SQLAlchemyJobStore(engine=engine, tablename=JOBSTORE_TABLE)
     with engine.begin() as conn:  # two workers starting together must not both create it
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(JOBSTORE_TABLE))))

@@ -1,4 +1,4 @@
-"""The scheduled scoring run: a chunk of companies per transaction, through registry.scoring_run.
+"""The scheduled scoring run: a chunk of companies per transaction, through registry.rescoring.
 
 By default only companies whose inputs may have changed are loaded: those marked in
 `score_dirty` (by triggers on the records scoring reads, and by the rollup when their month
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from registry.scoring_run import AUDIT_LOCK, RescoreSummary, data_watermark, rescore
+from registry.rescoring import AUDIT_LOCK, RescoreSummary, data_watermark, rescore
 from scoring import periods
 from scoring.rulebook import Rulebook, load_rulebook
 

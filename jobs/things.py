@@ -1,6 +1,6 @@
 """Things sync: the platform's wells and datastreams into the registry.
 
-Companies, projects and wells go through registry.services' set-based register functions (a few
+Companies, projects and wells go through registry.registration's set-based register functions (a few
 statements per kind and chunk, however many changed), so a change becomes a new version and an
 unchanged entity writes nothing; entities that match their current version are not even sent to
 the services. The datastream table is operational and mutable: upserted by the platform's @iot.id.
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.platform import PlatformClient
-from registry import db, services
+from registry import db, registration
 from registry.current import company_name
 from registry.models import Datastream
 
@@ -66,9 +66,9 @@ def _parse_stream(ds: object, well_code: str) -> _Stream:
 
 def parse_things(things: list) -> tuple[dict, dict, dict, list[_Stream], list[str]]:
     """Validated registry inputs from Things: companies, projects, wells (by key), datastreams."""
-    companies: dict[str, services.CompanyInput] = {}
+    companies: dict[str, registration.CompanyInput] = {}
     projects: dict[str, dict] = {}
-    wells: dict[str, services.WellInput] = {}
+    wells: dict[str, registration.WellInput] = {}
     streams: list[_Stream] = []
     rejected: list[str] = []
     for thing in things:
@@ -76,7 +76,7 @@ def parse_things(things: list) -> tuple[dict, dict, dict, list[_Stream], list[st
         try:
             p = thing["properties"]
             operating = p.get("operating", True)
-            company = services.CompanyInput(
+            company = registration.CompanyInput(
                 credit_code=p["companyCreditCode"], name=p["companyName"]
             )
             project = dict(
@@ -86,8 +86,8 @@ def parse_things(things: list) -> tuple[dict, dict, dict, list[_Stream], list[st
                 type=p["projectType"],
                 city=p["city"],
             )
-            services.ProjectInput(**project, operating=operating)  # validate now
-            well = services.WellInput(
+            registration.ProjectInput(**project, operating=operating)  # validate now
+            well = registration.WellInput(
                 code=p["wellCode"],
                 project_code=project["code"],
                 role=p["role"],
@@ -145,17 +145,17 @@ async def store_things(
 
     current = await _current(session, "company")
     changed = [c for code, c in companies.items() if current.get(code) != (c.name,)]
-    result.written += (await services.register_companies(session, changed, SOURCE)).written
+    result.written += (await registration.register_companies(session, changed, SOURCE)).written
 
     current = await _current(session, "project")
     changed = []
     for code, attrs in projects.items():
-        data = services.ProjectInput(**attrs)
+        data = registration.ProjectInput(**attrs)
         want = (data.credit_code, data.name, data.type.value, data.city, None, data.operating)
         if current.get(code) != want:
             changed.append(data)
     names = {code: c.name for code, c in companies.items()}
-    done = await services.register_projects(
+    done = await registration.register_projects(
         session, changed, SOURCE, names, effective_from=synced_at
     )
     result.written += done.written
@@ -166,7 +166,7 @@ async def store_things(
         for code, w in wells.items()
         if current.get(code) != (w.project_code, w.role.value, w.aquifer, w.operating)
     ]
-    done = await services.register_wells(session, changed, SOURCE, effective_from=synced_at)
+    done = await registration.register_wells(session, changed, SOURCE, effective_from=synced_at)
     result.written += done.written
 
     well_ids = dict(

@@ -1,6 +1,6 @@
 """Reviewers' and admins' actions on credit files, one use case each: check the caller's role
-(registry.roles), validate the input, append the records (registry.reviews, registry.services)
-and rescore the company (registry.scoring_run) — all in one transaction, so the next decision
+(registry.roles), validate the input, append the records (registry.reviews, registry.registration)
+and rescore the company (registry.rescoring) — all in one transaction, so the next decision
 already reflects the record. A rescore that fails fails the action: nothing of it is kept.
 
 GraphQL's mutations and the reviewer console call these the same way, with the same inputs
@@ -17,13 +17,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from registry import db, reviews, scoring_run, services
+from registry import db, registration, rescoring, reviews
 from registry.auth import Client
 from registry.creditcode import InvalidCreditCode
 from registry.models import Appeal, CreditRepair, Inspection, InspectionFinding, Listing
+from registry.registration import UnknownEntity
 from registry.reviews import RecordRejected, project_company_id
 from registry.roles import Action, require
-from registry.services import UnknownEntity
 from scoring import periods
 from scoring.model import CompanyResult, Grade, InputError
 from scoring.rulebook import Rulebook
@@ -179,7 +179,7 @@ async def _perform(
 async def _rescore(acting: Acting, session: AsyncSession, company_id: int) -> CompanyResult:
     """The company rescored in the action's transaction; RescoreFailed rolls the action back."""
     try:
-        summary = await scoring_run.rescore_in_session(
+        summary = await rescoring.rescore_in_session(
             session, [company_id], now=acting.now, rulebook=acting.rulebook, actor=acting.actor
         )
     except (InputError, ValueError, LookupError) as e:  # stored data the scoring cannot take
@@ -353,7 +353,7 @@ def _effective(acting: Acting, effective_from: datetime | None) -> datetime | No
 
 async def register_project(
     acting: Acting,
-    data: services.ProjectInput | Mapping[str, Any],
+    data: registration.ProjectInput | Mapping[str, Any],
     company_name: str | None = None,
     effective_from: datetime | None = None,
 ) -> Done:
@@ -362,43 +362,45 @@ async def register_project(
     of the months since, which the next rollup judges again)."""
     company_name = (company_name or "").strip() or None
 
-    async def write(session: AsyncSession, data: services.ProjectInput) -> tuple[int, int]:
+    async def write(session: AsyncSession, data: registration.ProjectInput) -> tuple[int, int]:
         when = _effective(acting, effective_from)
-        project = await services.register_project(
+        project = await registration.register_project(
             session, data, acting.actor, company_name, effective_from=when
         )
         return project.id, await project_company_id(session, project.id)
 
-    return await _perform(acting, Action.REGISTER_PROJECT, services.ProjectInput, data, write)
+    return await _perform(acting, Action.REGISTER_PROJECT, registration.ProjectInput, data, write)
 
 
 async def record_permit(
     acting: Acting,
-    data: services.PermitInput | Mapping[str, Any],
+    data: registration.PermitInput | Mapping[str, Any],
     effective_from: datetime | None = None,
 ) -> Done:
     """A permit of a project; it supersedes the current one of its kind from `effective_from`
     (None: now; in the past: a correction)."""
 
-    async def write(session: AsyncSession, data: services.PermitInput) -> tuple[int, int]:
+    async def write(session: AsyncSession, data: registration.PermitInput) -> tuple[int, int]:
         when = _effective(acting, effective_from)
-        permit = await services.record_permit(session, data, acting.actor, effective_from=when)
+        permit = await registration.record_permit(session, data, acting.actor, effective_from=when)
         return permit.id, await project_company_id(session, permit.project_id)
 
-    return await _perform(acting, Action.RECORD_PERMIT, services.PermitInput, data, write)
+    return await _perform(acting, Action.RECORD_PERMIT, registration.PermitInput, data, write)
 
 
 async def set_project_zones(
     acting: Acting,
-    data: services.ZonesInput | Mapping[str, Any],
+    data: registration.ZonesInput | Mapping[str, Any],
     effective_from: datetime | None = None,
 ) -> Done:
     """A project's zone flags (二(三)1 zone bans); a None flag stays as it is. From
     `effective_from` (None: now; in the past: a correction)."""
 
-    async def write(session: AsyncSession, data: services.ZonesInput) -> tuple[int, int]:
+    async def write(session: AsyncSession, data: registration.ZonesInput) -> tuple[int, int]:
         when = _effective(acting, effective_from)
-        project = await services.set_project_zones(session, data, acting.actor, effective_from=when)
+        project = await registration.set_project_zones(
+            session, data, acting.actor, effective_from=when
+        )
         return project.id, await project_company_id(session, project.id)
 
-    return await _perform(acting, Action.SET_PROJECT_ZONES, services.ZonesInput, data, write)
+    return await _perform(acting, Action.SET_PROJECT_ZONES, registration.ZonesInput, data, write)

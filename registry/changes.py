@@ -1,7 +1,7 @@
 """The change feed: every change of a company's standing for approval systems, in order.
 
 `record` is called by whatever changes a standing (the scoring run, a reviewer's record, a
-listing's start, end or expiry — all of them through `registry.scoring_run.rescore`) inside its
+listing's start, end or expiry — all of them through `registry.rescoring.rescore`) inside its
 own transaction, so a change is stored exactly when what caused it is. Ids are gap-free: the
 next id is taken under the audit chain's lock, held by every credit-file writer until it
 commits, so a reader never sees a later id before an earlier one. Each change also queues one

@@ -6,7 +6,7 @@ without one, when it was recorded (a platform sync). The version in force at a t
 (highest id) of those that have taken effect by then; a local day uses the versions in force at
 its local midnight (a change recorded during a day applies from the next one).
 
-Plain SQL, for the set-based readers (jobs.rollup, registry.scoring_run): `took_effect` is NULL
+Plain SQL, for the set-based readers (jobs.rollup, registry.rescoring): `took_effect` is NULL
 for a first version.
 """
 

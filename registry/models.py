@@ -667,7 +667,7 @@ append-only too but not audited row by row (volume; the chain itself)."""
 
 
 # ---------------------------------------------------------------- derived metrics (rollup, scoring run)
-# Owned by jobs/rollup.py and registry/scoring_run.py. Everything here is recomputable from the
+# Owned by jobs/rollup.py and registry/rescoring.py. Everything here is recomputable from the
 # observations and the registry (`geocredit rollup --all`, `geocredit score --all`): mutable,
 # neither append-only nor audited. A slot mask is a bit string with one bit per 15-minute slot of
 # a local day, leftmost bit = the slot starting at local midnight.

@@ -3,7 +3,7 @@ credit repairs and manual listings (docs/domain.md, glossary; docs/rulebook.md, 
 
 Every function validates its input (plain pydantic models), appends rows — never updates — and
 raises `RecordRejected` (with a stable code) for an expected refusal. Rescoring the company after
-a record that changes its standing is the caller's next step (registry.scoring_run).
+a record that changes its standing is the caller's next step (registry.rescoring).
 """
 
 from datetime import UTC, date, datetime
@@ -30,7 +30,7 @@ from registry.models import (
     Rectification,
     RepairDecision,
 )
-from registry.services import company_by_code, project_by_code
+from registry.registration import company_by_code, project_by_code
 from scoring import periods
 from scoring.model import Verdict
 from scoring.rulebook import load_rulebook

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from registry.scoring_run import load_inputs
+from registry.rescoring import load_inputs
 from scoring.decision import summarize_result
 from scoring.engine import score_company
 from scoring.rulebook import Rulebook
@@ -74,7 +74,7 @@ def _outcome(result, rulebook: Rulebook) -> Outcome:
 
 
 def _same_inputs(a: Rulebook, b: Rulebook) -> bool:
-    """Whether both rulebooks load the same inputs (scoring_run.load_inputs reads by these)."""
+    """Whether both rulebooks load the same inputs (rescoring.load_inputs reads by these)."""
     return (a.applies_from, a.timezone, a.score.lookback_months) == (
         b.applies_from,
         b.timezone,

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from registry import scoring_run
+from registry import rescoring
 from registry.models import (
     Company,
     CompanyVersion,
@@ -192,6 +192,6 @@ def file_company(
         company_id = company.id
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT set_config('geocredit.actor', 'scoring', true)"))
-        summary = scoring_run.rescore(conn, [company_id], now=now, rulebook=RULEBOOK)
+        summary = rescoring.rescore(conn, [company_id], now=now, rulebook=RULEBOOK)
         assert not summary.errors, summary.errors
     return Filed(credit_code, company_id, codes, months)

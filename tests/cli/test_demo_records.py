@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from api import demo
-from registry import scoring_run
+from registry import rescoring
 from scoring import periods
 from scoring.rulebook import load_rulebook
 from tests.api.console_sample import file_company
@@ -38,7 +38,7 @@ def scores(engine) -> dict[str, float]:
 def rescore(engine, company_ids: list[int]) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT set_config('geocredit.actor', 'scoring', true)"))
-        assert not scoring_run.rescore(conn, company_ids, rulebook=RULEBOOK).errors
+        assert not rescoring.rescore(conn, company_ids, rulebook=RULEBOOK).errors
 
 
 def count(engine, sql: str) -> int:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from jobs import things
 from jobs.rollup import run_rollup
 from jobs.scoring_run import run_scoring
-from registry import db, reviews, services
+from registry import db, registration, reviews
 from registry.standing import load_standings
 from scoring.decision import Decision, decide
 from scoring.model import ApplicationKind
@@ -106,39 +106,39 @@ class Registry:
     def zones(self, project: str, effective_from: datetime | None = None, **flags) -> None:
         flags = {"in_spring_protection_zone": False, "in_drinking_water_source": False,
                  "in_groundwater_restricted_zone": False} | flags  # fmt: skip
-        data = services.ZonesInput(project_code=project, **flags)
+        data = registration.ZonesInput(project_code=project, **flags)
         self._run(
-            lambda s: services.set_project_zones(s, data, ADMIN, effective_from=effective_from)
+            lambda s: registration.set_project_zones(s, data, ADMIN, effective_from=effective_from)
         )
 
     def permit(self, project: str, annual: float, daily: float, **kw) -> None:
-        data = services.PermitInput(
+        data = registration.PermitInput(
             project_code=project, kind="WATER_PERMIT", number=f"取水-{project}",
             annual_total_m3=annual, daily_intensity_m3=daily, valid_from=date(2024, 1, 1),
         )  # fmt: skip
-        self._run(lambda s: services.record_permit(s, data, ADMIN, **kw))
+        self._run(lambda s: registration.record_permit(s, data, ADMIN, **kw))
 
     def register(self, site: Site, effective_from: datetime | None = None, **attrs) -> None:
         """An admin's registerProject of the site's project."""
-        data = services.ProjectInput(
+        data = registration.ProjectInput(
             code=site.project, credit_code=site.credit_code, name=f"{site.project} 项目",
             type=site.type, city=site.city, **attrs,
         )  # fmt: skip
         self._run(
-            lambda s: services.register_project(
+            lambda s: registration.register_project(
                 s, data, ADMIN, site.company_name, effective_from=effective_from
             )
         )
 
     def drilled(self, site: Site, on: date) -> None:
         wells = [
-            services.WellInput(
+            registration.WellInput(
                 code=w.code, project_code=site.project, role=w.role, aquifer=w.aquifer,
                 operating=w.operating, drilled_on=on, confined=False,
             )
             for w in site.wells
         ]  # fmt: skip
-        self._run(lambda s: services.register_wells(s, wells, ADMIN))
+        self._run(lambda s: registration.register_wells(s, wells, ADMIN))
 
     def reports(self, project: str, months: Iterable[date]) -> None:
         """Monthly operating reports, each on time (the 5th of the next month)."""
@@ -245,7 +245,7 @@ def graphql(url: str, query: str, variables: dict, now: datetime, role: str = "r
             context = request_context(services, Client(1, role, Role(role)), "test", now)
             result = await build_schema().execute(query, variables, context_value=context)
         finally:
-            await services.close()
+            await registration.close()
         assert result.errors is None, result.errors
         return result.data
 

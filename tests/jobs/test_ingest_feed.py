@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import respx
 
-from jobs import ingest, observations
+from jobs import dirty_days, ingest, observations
 from jobs.platform import PlatformClient, RetryPolicy
 from registry import db
 from tests.conftest import drop_database, new_database
@@ -231,8 +231,8 @@ async def test_a_rollup_between_two_pages_still_gets_the_later_pages_day(url, mo
         pages.append(batch)
         if len(pages) == 1:  # a rollup, on its own connection, claims the day's marks
             with psycopg.connect(db.libpq_url(url), autocommit=False) as rollup:
-                rollup.execute(observations.CLAIMS_LOCK)
-                rollup.execute(observations.COUNT_CLAIM)
+                rollup.execute(dirty_days.CLAIMS_LOCK)
+                rollup.execute(dirty_days.COUNT_CLAIM)
                 rollup.execute("DELETE FROM dirty_day")
         return stored
 

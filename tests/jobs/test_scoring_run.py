@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from jobs.rollup import run_rollup
 from jobs.scoring_run import run_listing_expiry, run_scoring
 from registry import db, reviews
-from registry.scoring_run import inputs_digest, load_inputs, rescore_in_session
+from registry.rescoring import inputs_digest, load_inputs, rescore_in_session
 from scoring.rulebook import load_rulebook
 from tests.conftest import drop_database, new_database
 from tests.jobs.metrics_world import World, local, slot_ends

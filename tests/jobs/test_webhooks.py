@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook
 
 from jobs import webhooks as delivery
-from registry import changes, db, reviews, services, webhooks
-from registry.scoring_run import rescore_in_session
+from registry import changes, db, registration, reviews, webhooks
+from registry.rescoring import rescore_in_session
 from scoring.decision import StandingSummary
 from scoring.model import DecisionKind, Grade
 
@@ -83,12 +83,12 @@ async def companies(db_url):
     ids = []
     for i, code in enumerate(CODES):
         async with db.transaction(factory, "admin") as s:
-            company = await services.register_company(
-                s, services.CompanyInput(credit_code=code, name=f"热能公司{i}"), "admin"
+            company = await registration.register_company(
+                s, registration.CompanyInput(credit_code=code, name=f"热能公司{i}"), "admin"
             )
-            await services.register_project(
+            await registration.register_project(
                 s,
-                services.ProjectInput(
+                registration.ProjectInput(
                     code=f"WH-{i}", credit_code=code, name="地热项目", type="MEDIUM_DEEP",
                     city="运城",
                 ),

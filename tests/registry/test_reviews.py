@@ -6,7 +6,7 @@ import pydantic
 import pytest
 import sqlalchemy as sa
 
-from registry import db, reviews, services
+from registry import db, registration, reviews
 from registry.models import CreditFinding, FindingEvent, Listing, ListingEnd
 
 CODE = "91140100MA0K000017"
@@ -16,12 +16,12 @@ NOW = datetime(2026, 11, 25, 6, tzinfo=UTC)
 @pytest.fixture
 async def company(session_factory):
     async with db.transaction(session_factory, "admin") as s:
-        company = await services.register_company(
-            s, services.CompanyInput(credit_code=CODE, name="运城热能有限公司"), "admin"
+        company = await registration.register_company(
+            s, registration.CompanyInput(credit_code=CODE, name="运城热能有限公司"), "admin"
         )
-        await services.register_project(
+        await registration.register_project(
             s,
-            services.ProjectInput(
+            registration.ProjectInput(
                 code=f"YC-{company.id}",
                 credit_code=CODE,
                 name="盐湖区地热",

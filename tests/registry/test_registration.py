@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from jobs import things
-from registry import db, services
+from registry import db, registration
 from registry.creditcode import check_char
 from registry.facts import in_force
 from registry.models import (
@@ -28,7 +28,7 @@ def project(**over):
     fields = dict(
         code="TY-001", credit_code=CODE, name="太原南区地热供暖", type="MEDIUM_DEEP", city="太原"
     )
-    return services.ProjectInput(**(fields | over))
+    return registration.ProjectInput(**(fields | over))
 
 
 async def count(factory, model):
@@ -39,8 +39,8 @@ async def count(factory, model):
 async def test_a_change_is_a_new_version_and_a_repeat_writes_nothing(session_factory):
     for name in ("晋能地热有限公司", "晋能地热有限公司", "晋能清洁能源有限公司"):
         async with db.transaction(session_factory, "platform") as s:
-            await services.register_company(
-                s, services.CompanyInput(credit_code=CODE, name=name), "platform"
+            await registration.register_company(
+                s, registration.CompanyInput(credit_code=CODE, name=name), "platform"
             )
     async with session_factory() as s:
         names = (await s.scalars(sa.select(CompanyVersion.name).order_by(CompanyVersion.id))).all()
@@ -49,12 +49,12 @@ async def test_a_change_is_a_new_version_and_a_repeat_writes_nothing(session_fac
 
 async def test_zone_flags_recorded_by_the_registry_survive_a_platform_update(session_factory):
     async with db.transaction(session_factory, "admin:li") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=CODE, name="晋能"), "admin"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=CODE, name="晋能"), "admin"
         )
-        await services.register_project(s, project(in_spring_protection_zone=True), "admin:li")
+        await registration.register_project(s, project(in_spring_protection_zone=True), "admin:li")
     async with db.transaction(session_factory, "platform") as s:
-        await services.register_project(s, project(operating=False), "platform")
+        await registration.register_project(s, project(operating=False), "platform")
     async with session_factory() as s:
         versions = (await s.scalars(sa.select(ProjectVersion).order_by(ProjectVersion.id))).all()
     assert [v.operating for v in versions] == [True, False]
@@ -63,18 +63,18 @@ async def test_zone_flags_recorded_by_the_registry_survive_a_platform_update(ses
 
 async def test_wells_and_permits(session_factory):
     async with db.transaction(session_factory, "admin") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=CODE, name="晋能"), "admin"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=CODE, name="晋能"), "admin"
         )
-        await services.register_project(s, project(code="YC-9", city="运城"), "admin")
-        well = services.WellInput(
+        await registration.register_project(s, project(code="YC-9", city="运城"), "admin")
+        well = registration.WellInput(
             code="YC-9-R1", project_code="YC-9", role="REINJECTION", aquifer="Q4"
         )
-        await services.register_well(s, well, "platform")
-        await services.register_well(s, well, "platform")
-        first = await services.record_permit(
+        await registration.register_well(s, well, "platform")
+        await registration.register_well(s, well, "platform")
+        first = await registration.record_permit(
             s,
-            services.PermitInput(
+            registration.PermitInput(
                 project_code="YC-9",
                 kind="WATER_PERMIT",
                 number="取水(晋)字[2026]001",
@@ -84,9 +84,9 @@ async def test_wells_and_permits(session_factory):
             ),
             "admin",
         )
-        second = await services.record_permit(
+        second = await registration.record_permit(
             s,
-            services.PermitInput(
+            registration.PermitInput(
                 project_code="YC-9",
                 kind="WATER_PERMIT",
                 number="取水(晋)字[2026]002",
@@ -102,11 +102,11 @@ async def test_wells_and_permits(session_factory):
 
 def test_bad_input_is_refused_before_the_database():
     with pytest.raises(pydantic.ValidationError, match="check character at position 18"):
-        services.CompanyInput(credit_code="91350100M000100Y44", name="x")
+        registration.CompanyInput(credit_code="91350100M000100Y44", name="x")
     with pytest.raises(pydantic.ValidationError, match="type"):
         project(type="OPEN_LOOP")
     with pytest.raises(pydantic.ValidationError, match="greater than or equal to 0"):
-        services.PermitInput(
+        registration.PermitInput(
             project_code="P",
             kind="WATER_PERMIT",
             number="1",
@@ -114,7 +114,7 @@ def test_bad_input_is_refused_before_the_database():
             valid_from=date(2026, 1, 1),
         )
     with pytest.raises(pydantic.ValidationError, match="before valid_from"):
-        services.PermitInput(
+        registration.PermitInput(
             project_code="P",
             kind="WATER_PERMIT",
             number="1",
@@ -124,23 +124,25 @@ def test_bad_input_is_refused_before_the_database():
 
 
 async def test_unknown_project_is_a_clear_error(session_factory):
-    with pytest.raises(services.UnknownEntity, match="no project with code 'NOPE'"):
+    with pytest.raises(registration.UnknownEntity, match="no project with code 'NOPE'"):
         async with db.transaction(session_factory, "admin") as s:
-            await services.register_well(
+            await registration.register_well(
                 s,
-                services.WellInput(code="W", project_code="NOPE", role="EXTRACTION", aquifer="Q"),
+                registration.WellInput(
+                    code="W", project_code="NOPE", role="EXTRACTION", aquifer="Q"
+                ),
                 "x",
             )
 
 
 async def test_a_platform_update_keeps_the_county_the_registry_recorded(session_factory):
     async with db.transaction(session_factory, "admin") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=CODE, name="晋能"), "admin"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=CODE, name="晋能"), "admin"
         )
-        await services.register_project(s, project(code="TY-7", county="小店区"), "admin")
+        await registration.register_project(s, project(code="TY-7", county="小店区"), "admin")
     async with db.transaction(session_factory, "platform") as s:
-        await services.register_project(s, project(code="TY-7", operating=False), "platform")
+        await registration.register_project(s, project(code="TY-7", operating=False), "platform")
     async with session_factory() as s:
         latest = await s.scalar(
             sa.select(ProjectVersion)
@@ -162,12 +164,12 @@ def credit_code(n: int) -> str:
 
 def bulk_project(code: str, company: int, **over):
     fields = dict(code=code, credit_code=credit_code(company), name=code, type="MEDIUM_DEEP")
-    return services.ProjectInput(**(fields | {"city": "晋中"} | over))
+    return registration.ProjectInput(**(fields | {"city": "晋中"} | over))
 
 
 def bulk_well(code: str, project_code: str, **over):
     fields = dict(code=code, project_code=project_code, role="EXTRACTION", aquifer="O2")
-    return services.WellInput(**(fields | over))
+    return registration.WellInput(**(fields | over))
 
 
 async def versions(factory, model, code: str) -> list:
@@ -185,15 +187,17 @@ async def versions(factory, model, code: str) -> list:
 
 
 async def test_bulk_registers_new_entities_and_a_repeat_writes_nothing(session_factory):
-    companies = [services.CompanyInput(credit_code=credit_code(i), name=f"公司{i}") for i in (1, 2)]
+    companies = [
+        registration.CompanyInput(credit_code=credit_code(i), name=f"公司{i}") for i in (1, 2)
+    ]
     projects = [bulk_project("B-1", 1), bulk_project("B-2", 2)]
     wells = [bulk_well("B-1-1", "B-1"), bulk_well("B-1-2", "B-1"), bulk_well("B-2-1", "B-2")]
     for expected in ((2, 2, 3), (0, 0, 0)):
         async with db.transaction(session_factory, "platform") as s:
             done = (
-                await services.register_companies(s, companies, "platform"),
-                await services.register_projects(s, projects, "platform"),
-                await services.register_wells(s, wells, "platform"),
+                await registration.register_companies(s, companies, "platform"),
+                await registration.register_projects(s, projects, "platform"),
+                await registration.register_wells(s, wells, "platform"),
             )
         assert tuple(d.written for d in done) == expected
         assert sorted(done[2].ids) == ["B-1-1", "B-1-2", "B-2-1"]
@@ -208,38 +212,38 @@ async def test_bulk_registers_new_entities_and_a_repeat_writes_nothing(session_f
 
 
 async def test_bulk_change_is_exactly_one_new_version(session_factory, monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 2)  # several chunks per call
+    monkeypatch.setattr(registration, "CHUNK", 2)  # several chunks per call
     codes = [f"C-{i}" for i in range(5)]
     async with db.transaction(session_factory, "platform") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=credit_code(3), name="三"), "platform"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=credit_code(3), name="三"), "platform"
         )
-        await services.register_projects(s, [bulk_project("C", 3)], "platform")
-        done = await services.register_wells(s, [bulk_well(c, "C") for c in codes], "platform")
+        await registration.register_projects(s, [bulk_project("C", 3)], "platform")
+        done = await registration.register_wells(s, [bulk_well(c, "C") for c in codes], "platform")
     assert done.written == 5 and sorted(done.ids) == codes
     changed = [bulk_well(c, "C", operating=c != "C-3") for c in codes]
     async with db.transaction(session_factory, "platform") as s:
-        assert (await services.register_wells(s, changed, "platform")).written == 1
+        assert (await registration.register_wells(s, changed, "platform")).written == 1
     assert [v.operating for v in await versions(session_factory, Well, "C-3")] == [True, False]
     assert len(await versions(session_factory, Well, "C-4")) == 1
 
 
 async def test_bulk_keeps_what_only_the_registry_knows(session_factory):
     async with db.transaction(session_factory, "admin") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=credit_code(4), name="四"), "admin"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=credit_code(4), name="四"), "admin"
         )
         zoned = bulk_project("K-1", 4, county="榆次区", in_drinking_water_source=True)
-        await services.register_project(s, zoned, "admin")
+        await registration.register_project(s, zoned, "admin")
         well = bulk_well("K-1-1", "K-1", confined=True, drilled_on=date(2019, 5, 1))
-        await services.register_well(s, well, "admin")
+        await registration.register_well(s, well, "admin")
     async with db.transaction(session_factory, "platform") as s:
-        assert (await services.register_projects(s, [bulk_project("K-1", 4)], "p")).written == 0
-        assert (await services.register_wells(s, [bulk_well("K-1-1", "K-1")], "p")).written == 0
+        assert (await registration.register_projects(s, [bulk_project("K-1", 4)], "p")).written == 0
+        assert (await registration.register_wells(s, [bulk_well("K-1-1", "K-1")], "p")).written == 0
         stopped = [bulk_project("K-1", 4, operating=False)]
-        assert (await services.register_projects(s, stopped, "p")).written == 1
+        assert (await registration.register_projects(s, stopped, "p")).written == 1
         stopped = [bulk_well("K-1-1", "K-1", operating=False)]
-        assert (await services.register_wells(s, stopped, "p")).written == 1
+        assert (await registration.register_wells(s, stopped, "p")).written == 1
     project_now = (await versions(session_factory, Project, "K-1"))[-1]
     assert (project_now.operating, project_now.county) == (False, "榆次区")
     assert project_now.in_drinking_water_source is True
@@ -254,17 +258,17 @@ async def test_bulk_keeps_what_only_the_registry_knows(session_factory):
 
 async def test_bulk_files_a_missing_company_it_has_a_name_for(session_factory):
     projects = [bulk_project("F-1", 5), bulk_project("F-2", 5), bulk_project("F-3", 6)]
-    with pytest.raises(services.UnknownEntity, match=f"credit code {credit_code(6)}"):
+    with pytest.raises(registration.UnknownEntity, match=f"credit code {credit_code(6)}"):
         async with db.transaction(session_factory, "platform") as s:
-            await services.register_projects(s, projects, "platform", {credit_code(5): "五"})
+            await registration.register_projects(s, projects, "platform", {credit_code(5): "五"})
     names = {credit_code(5): "五", credit_code(6): "六"}
     async with db.transaction(session_factory, "platform") as s:
-        done = await services.register_projects(s, projects, "platform", names)
+        done = await registration.register_projects(s, projects, "platform", names)
     assert done.written == 2 + 3  # the companies' first versions and the projects'
     assert [v.name for v in await versions(session_factory, Company, credit_code(6))] == ["六"]
-    with pytest.raises(services.UnknownEntity, match="no project with code 'F-9'"):
+    with pytest.raises(registration.UnknownEntity, match="no project with code 'F-9'"):
         async with db.transaction(session_factory, "platform") as s:
-            await services.register_wells(s, [bulk_well("F-9-1", "F-9")], "platform")
+            await registration.register_wells(s, [bulk_well("F-9-1", "F-9")], "platform")
 
 
 def _things(n: int, prefix: str, company: int) -> list[dict]:
@@ -325,17 +329,17 @@ async def test_a_backdated_correction_states_its_attributes_from_then_on(session
     holds from then on, also after that change, and never before it."""
     dec1, jan10 = datetime(2025, 12, 1, tzinfo=CST), datetime(2026, 1, 10, 9, tzinfo=CST)
     async with db.transaction(session_factory, "platform") as s:
-        await services.register_company(
-            s, services.CompanyInput(credit_code=CODE, name="晋能"), "p"
+        await registration.register_company(
+            s, registration.CompanyInput(credit_code=CODE, name="晋能"), "p"
         )
-        await services.register_project(s, project(code="BD-1"), "platform")
-        await services.register_projects(
+        await registration.register_project(s, project(code="BD-1"), "platform")
+        await registration.register_projects(
             s, [project(code="BD-1", operating=False)], "platform", effective_from=jan10
         )
     for _ in range(2):  # the same correction twice: the second writes nothing
         async with db.transaction(session_factory, "admin:li") as s:
-            zones = services.ZonesInput(project_code="BD-1", in_spring_protection_zone=True)
-            await services.set_project_zones(s, zones, "admin:li", effective_from=dec1)
+            zones = registration.ZonesInput(project_code="BD-1", in_spring_protection_zone=True)
+            await registration.set_project_zones(s, zones, "admin:li", effective_from=dec1)
     async with session_factory() as s:
         versions = (
             await s.scalars(
