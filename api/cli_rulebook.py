@@ -116,7 +116,7 @@ def preview(file: Path = _FILE, as_json: bool = _JSON) -> None:
     with _progress() as progress:
         result = whatif.preview(engine, load_rulebook(), candidate, progress=progress)
     if as_json:
-        cli.emit_json(result.as_json())
+        cli.emit_json(preview_json(result))
         return
     cli.emit(
         f"v{result.before_version} → v{result.after_version}: {len(result.changed)} of "
@@ -141,3 +141,29 @@ def preview(file: Path = _FILE, as_json: bool = _JSON) -> None:
     cli.show(counts)
     for problem in result.errors:
         cli.err.print(f"not previewed: {problem}")
+
+
+def preview_json(result) -> dict:
+    """`rulebook preview --json`: one JSON object (docs/rulebook.md, Versions)."""
+
+    def outcome(o) -> dict:
+        return {"score": o.score, "grade": o.grade, "decision": o.decision}
+
+    def counts(side: dict) -> dict:
+        return {kind: dict(sorted(c.items())) for kind, c in side.items()}
+
+    return {
+        "from": result.before_version,
+        "to": result.after_version,
+        "companies": [
+            {"creditCode": code, "name": name, "before": outcome(b), "after": outcome(a)}
+            for code, name, b, a in result.changed
+        ],
+        "summary": {
+            "companies": result.companies,
+            "changed": len(result.changed),
+            "before": counts(result.before),
+            "after": counts(result.after),
+            "errors": result.errors,
+        },
+    }

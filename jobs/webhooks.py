@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 
 from jobs.runs import job_lock
 from registry import changes, webhooks
+from scoring.decision import StandingSummary
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,37 @@ def message_id(change_id: int) -> str:
     return f"geocredit-change-{change_id}"
 
 
+def event_data(change: changes.Change) -> dict:
+    """The event's `data`: the change as docs/api.md (Webhooks) shapes it (camelCase, ISO 8601
+    times with offset)."""
+
+    def summary(s: StandingSummary | None) -> dict | None:
+        if s is None:
+            return None
+        return {
+            "decision": s.decision.value,
+            "grade": None if s.grade is None else s.grade.value,
+            "score": s.score,
+            "restrictedUntil": None
+            if s.restricted_until is None
+            else s.restricted_until.isoformat(),
+        }
+
+    return {
+        "creditCode": change.credit_code,
+        "changedAt": change.changed_at.isoformat(),
+        "previous": summary(change.previous),
+        "current": summary(change.current),
+        "rulebookVersion": change.rulebook_version,
+        "cursor": change.cursor,
+    }
+
+
 def body(change: changes.Change) -> bytes:
     event = {
         "type": EVENT_TYPE,
         "timestamp": change.changed_at.isoformat(),
-        "data": changes.as_json(change),
+        "data": event_data(change),
     }
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -185,30 +185,5 @@ def from_row(r: Mapping[str, Any]) -> Change:
     )
 
 
-def as_json(change: Change) -> dict:
-    """The change as the contract shapes it (camelCase, ISO 8601 times with offset)."""
-
-    def summary(s: StandingSummary | None) -> dict | None:
-        if s is None:
-            return None
-        return {
-            "decision": s.decision.value,
-            "grade": None if s.grade is None else s.grade.value,
-            "score": s.score,
-            "restrictedUntil": None
-            if s.restricted_until is None
-            else s.restricted_until.isoformat(),
-        }
-
-    return {
-        "creditCode": change.credit_code,
-        "changedAt": change.changed_at.isoformat(),
-        "previous": summary(change.previous),
-        "current": summary(change.current),
-        "rulebookVersion": change.rulebook_version,
-        "cursor": change.cursor,
-    }
-
-
 def latest_id(conn: sa.Connection) -> int:
     return conn.scalar(sa.text("SELECT coalesce(max(id), 0) FROM decision_change"))

@@ -29,9 +29,6 @@ class Outcome:
     grade: str
     decision: str  # the most restrictive over the application kinds
 
-    def as_json(self) -> dict:
-        return {"score": self.score, "grade": self.grade, "decision": self.decision}
-
 
 @dataclass
 class Preview:
@@ -46,26 +43,6 @@ class Preview:
         default_factory=lambda: {"grades": Counter(), "decisions": Counter()}
     )
     errors: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict:
-        def counts(side: dict[str, Counter]) -> dict:
-            return {kind: dict(sorted(c.items())) for kind, c in side.items()}
-
-        return {
-            "from": self.before_version,
-            "to": self.after_version,
-            "companies": [
-                {"creditCode": code, "name": name, "before": b.as_json(), "after": a.as_json()}
-                for code, name, b, a in self.changed
-            ],
-            "summary": {
-                "companies": self.companies,
-                "changed": len(self.changed),
-                "before": counts(self.before),
-                "after": counts(self.after),
-                "errors": self.errors,
-            },
-        }
 
 
 def _outcome(result, rulebook: Rulebook) -> Outcome:
