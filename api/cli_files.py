@@ -14,12 +14,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from scoring.model import ApplicationKind
+from scoring.model import COUNTING, RESTRICTIVENESS, ApplicationKind, Severity
 
 files_app = typer.Typer(rich_markup_mode=None)
 
-COUNTING = ("ACTIVE", "UNDER_APPEAL")  # the statuses of findings that count
-_SEVERITY = ("CRITICAL", "MAJOR", "MINOR", "WARNING")
+_SEVERITY = tuple(reversed(Severity))  # the worst first
 FINDINGS_SHOWN = 200
 LISTINGS_SHOWN = 20
 INSPECTIONS_SHOWN = 5
@@ -271,7 +270,7 @@ def _listing_json(row: dict[str, Any], active_id: int | None) -> dict[str, Any]:
 
 def _file_json(f: CreditFile) -> dict[str, Any]:
     standing = f.filed.standing
-    strictest = min(f.decisions, key=lambda kd: _STRICTNESS[kd[1].decision.value])[1]
+    strictest = max(f.decisions, key=lambda kd: RESTRICTIVENESS[kd[1].decision])[1]
     active = next((r for r in f.listings if r["id"] == f.filed.listing_id), None)
     return {
         "creditCode": f.filed.credit_code,
@@ -346,9 +345,6 @@ def _file_json(f: CreditFile) -> dict[str, Any]:
             for i in f.inspections
         ],
     }
-
-
-_STRICTNESS = {"BLOCK": 0, "RESTRICT": 1, "ALLOW": 2}
 
 
 def _show_file(f: CreditFile) -> None:

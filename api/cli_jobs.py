@@ -13,6 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from registry.vocabulary import JobStatus
+
 jobs_app = typer.Typer(rich_markup_mode=None)
 
 
@@ -190,7 +192,7 @@ def recent_jobs(
     # On a narrow terminal these two wrap, whole ("fold"): a count is never cut to "…".
     table.add_column("window", overflow="fold")
     table.add_column("counts / error", overflow="fold", min_width=24)
-    colour = {"FAILED": "red", "RUNNING": "yellow"}
+    colour = {JobStatus.FAILED: "red", JobStatus.RUNNING: "yellow"}
     for r in rows:
         took = f"{_seconds(r):.1f}s" if r.finished_at else ""
         # every count, whole: on a terminal the cell wraps between counts, never inside one

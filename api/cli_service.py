@@ -12,7 +12,8 @@ from typing import Literal
 
 import typer
 
-from registry.models import Role
+from registry.vocabulary import Role
+from scoring.model import DecisionKind
 
 service_app = typer.Typer(rich_markup_mode=None)
 token_app = typer.Typer(
@@ -367,7 +368,11 @@ def demo(
         decisions = Table(title=f"Decisions for a water permit ({the_demo.KIND})")
         for column in ("company", "credit code", "grade", "score", "decision", "why"):
             decisions.add_column(column, no_wrap=column != "why")
-        colour = {"ALLOW": "green", "RESTRICT": "yellow", "BLOCK": "red"}
+        colour = {
+            DecisionKind.ALLOW: "green",
+            DecisionKind.RESTRICT: "yellow",
+            DecisionKind.BLOCK: "red",
+        }
         for r in rows:
             decisions.add_row(
                 Text(r.name), r.credit_code, r.grade, r.score,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from registry.vocabulary import DeliveryStatus
+
 webhooks_app = typer.Typer(rich_markup_mode=None)
 webhook_app = typer.Typer(
     no_args_is_help=True,
@@ -132,7 +134,7 @@ def deliveries(
         title=f"times in {cli.local_zone()}",
     )  # fmt: skip
     for d in rows:
-        when = d.delivered_at if d.status == "DELIVERED" else d.next_attempt_at
+        when = d.delivered_at if d.status == DeliveryStatus.DELIVERED else d.next_attempt_at
         table.add_row(
             d.receiver_name, str(d.change_id), d.credit_code, d.status, str(d.attempts),
             cli.local_time(when, seconds=True), d.last_error or "",

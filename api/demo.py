@@ -26,8 +26,9 @@ from sqlalchemy.engine import make_url
 
 from registry import db, migrate
 from registry.current import finding_counts, latest_version
-from registry.models import Role
 from registry.settings import get_settings
+from registry.vocabulary import InspectionSeverity, Role
+from scoring.model import RESTRICTIVENESS, DecisionKind, Verdict
 
 ACTOR = "demo"
 KIND = "WATER_PERMIT"
@@ -139,7 +140,7 @@ async def _task_force_records(url: str, today: date, reporting: dict[str, bool])
                         summary="现场核查回灌设施运行情况",
                         findings=[
                             reviews.InspectionFindingInput(
-                                severity="CRITICAL",
+                                severity=InspectionSeverity.CRITICAL,
                                 description="回灌井未运行，开采地热水未回灌即排放",
                             )
                         ],
@@ -155,7 +156,7 @@ async def _task_force_records(url: str, today: date, reporting: dict[str, bool])
                     reviews.PostEvaluationInput(
                         project_code=project,
                         evaluated_on=today,
-                        verdict="CONDITIONAL",
+                        verdict=Verdict.CONDITIONAL,
                         reviewer=TASK_FORCE,
                         summary="回灌率未达同层等量回灌要求，限期整改",
                     ),
@@ -267,8 +268,7 @@ async def _table(url: str) -> list[Row]:
                 why=", ".join(dict.fromkeys(causes)) or "-",
             )
         )
-    order = {"BLOCK": 0, "RESTRICT": 1, "ALLOW": 2}
-    return sorted(rows, key=lambda r: (order[r.decision], r.score, r.credit_code))
+    return sorted(rows, key=lambda r: (-RESTRICTIVENESS[r.decision], r.score, r.credit_code))
 
 
 # ---------------------------------------------------------------- whose database
@@ -387,6 +387,8 @@ def run(
         token, revoked = asyncio.run(_new_token(url))
         if revoked:
             status(f"revoked the demo's earlier approval-system token(s): {revoked}")
-        blocked = next((r.credit_code for r in rows if r.decision == "BLOCK"), rows[0].credit_code)
+        blocked = next(
+            (r.credit_code for r in rows if r.decision == DecisionKind.BLOCK), rows[0].credit_code
+        )
         show(rows, token, f"http://{host}:{port}", blocked)
         serve()

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from api.context import Services
 from api.observability import log
 from registry import db
+from registry.vocabulary import JobStatus
 
 
 @dataclass
@@ -62,10 +63,10 @@ async def readyz(request: Request) -> Response[Readiness]:
 
 
 _JOB_RUNS = sa.text(
-    """
+    f"""
     SELECT job,
-           max(finished_at) FILTER (WHERE status = 'SUCCEEDED') AS succeeded,
-           max(finished_at) FILTER (WHERE status = 'FAILED') AS failed
+           max(finished_at) FILTER (WHERE status = '{JobStatus.SUCCEEDED}') AS succeeded,
+           max(finished_at) FILTER (WHERE status = '{JobStatus.FAILED}') AS failed
     FROM job_run GROUP BY job
     """
 )

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from jobs.dirty_days import claim_day
 from jobs.meter_days import roll_meter_day
+from jobs.validation import VOLUMES
 from registry.facts import day_start, first_day, in_force, versions
 from scoring import periods
 from scoring.model import ProjectType
@@ -56,7 +57,6 @@ from scoring.rulebook import Rulebook, load_rulebook
 Progress = Callable[[str, int, int | None], None]
 """progress(stage, done, total): called as work advances (total None when unknown)."""
 
-VOLUMES = ("extraction_volume", "reinjection_volume")
 _MAX_RETURNS = 8  # per day and run, see _roll_days
 
 

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from registry.models import JobRun
+from registry.vocabulary import JobStatus
 
-RUNNING, SUCCEEDED, FAILED = "RUNNING", "SUCCEEDED", "FAILED"
 ABANDONED = "abandoned: its process stopped before the run finished"
 
 
@@ -19,8 +19,8 @@ def _abandon(job: str) -> sa.Update:
     table = JobRun.__table__
     return (
         sa.update(table)
-        .where(table.c.job == job, table.c.status == RUNNING)
-        .values(status=FAILED, finished_at=sa.func.now(), error=ABANDONED)
+        .where(table.c.job == job, table.c.status == JobStatus.RUNNING)
+        .values(status=JobStatus.FAILED, finished_at=sa.func.now(), error=ABANDONED)
     )
 
 
@@ -37,7 +37,7 @@ async def start_run(
     table = JobRun.__table__
     stmt = (
         sa.dialects.postgresql.insert(table)
-        .values(job=job, window_key=window_key, status=RUNNING, counts={})
+        .values(job=job, window_key=window_key, status=JobStatus.RUNNING, counts={})
         .on_conflict_do_nothing(index_elements=["job", "window_key"])
         .returning(table.c.id)
     )
@@ -60,7 +60,7 @@ async def finish_run(
             sa.update(table)
             .where(table.c.id == run_id)
             .values(
-                status=FAILED if error else SUCCEEDED,
+                status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
                 finished_at=sa.func.now(),
                 counts=counts,
                 error=error,
@@ -130,7 +130,7 @@ def _claim(conn: sa.Connection, job: str, window_key: str) -> Run | None:
     conn.execute(_abandon(job))  # we hold the job's lock
     run_id = conn.scalar(
         sa.dialects.postgresql.insert(table)
-        .values(job=job, window_key=window_key, status=RUNNING, counts={})
+        .values(job=job, window_key=window_key, status=JobStatus.RUNNING, counts={})
         .on_conflict_do_nothing(index_elements=["job", "window_key"])
         .returning(table.c.id)
     )
@@ -145,7 +145,7 @@ def _finish(conn: sa.Connection, run: Run, error: str | None) -> None:
         sa.update(table)
         .where(table.c.id == run.id)
         .values(
-            status=FAILED if error else SUCCEEDED,
+            status=JobStatus.FAILED if error else JobStatus.SUCCEEDED,
             finished_at=sa.func.now(),
             counts=run.counts,
             error=error,

@@ -19,6 +19,7 @@ from jobs.platform import PlatformClient
 from registry import db, registration
 from registry.current import company_name
 from registry.models import Datastream
+from registry.vocabulary import Accumulation
 
 SOURCE = "platform"
 
@@ -59,7 +60,7 @@ def _parse_stream(ds: object, well_code: str) -> _Stream:
         well_code=well_code,
         indicator=_text(prop.get("name")) if isinstance(prop, dict) else "",
         unit=_text(uom.get("symbol")) if isinstance(uom, dict) else "",
-        accumulation=accumulation if accumulation in ("interval", "cumulative") else "interval",
+        accumulation=accumulation if accumulation in tuple(Accumulation) else Accumulation.INTERVAL,
         name=_text(ds.get("name")),
     )
 

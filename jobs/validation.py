@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from registry.vocabulary import Accumulation, Indicator
+
 # Quarantine reasons.
 MALFORMED = "malformed"  # missing or unparseable times or ids, not an object
 UNKNOWN_DATASTREAM = "unknown_datastream"
@@ -21,23 +23,23 @@ EARLY_TIME = "early_time"  # a phenomenonTime before EARLIEST
 
 # indicator -> {unit symbol: factor to the canonical unit}
 UNITS: dict[str, dict[str, float]] = {
-    "extraction_volume": {"m3": 1.0, "L": 1000.0},  # divide by the factor: L -> m³
-    "reinjection_volume": {"m3": 1.0, "L": 1000.0},
-    "water_level": {"m": 1.0},  # depth to water; negative = artesian, allowed
-    "water_temperature": {"degC": 1.0},
-    "water_quality_tds": {"mg/L": 1.0},
-    "water_quality_ph": {"pH": 1.0},
+    Indicator.EXTRACTION_VOLUME: {"m3": 1.0, "L": 1000.0},  # divide by the factor: L -> m³
+    Indicator.REINJECTION_VOLUME: {"m3": 1.0, "L": 1000.0},
+    Indicator.WATER_LEVEL: {"m": 1.0},  # depth to water; negative = artesian, allowed
+    Indicator.WATER_TEMPERATURE: {"degC": 1.0},
+    Indicator.WATER_QUALITY_TDS: {"mg/L": 1.0},
+    Indicator.WATER_QUALITY_PH: {"pH": 1.0},
 }
-VOLUMES = ("extraction_volume", "reinjection_volume")
+VOLUMES = (Indicator.EXTRACTION_VOLUME, Indicator.REINJECTION_VOLUME)
 
 MAX_INTERVAL_VOLUME_M3 = 10_000.0  # per observation
 MAX_METER_READING_M3 = 1e10
 # indicator -> inclusive [low, high] in canonical units (volumes: negatives are checked apart)
 RANGES: dict[str, tuple[float, float]] = {
-    "water_temperature": (-5.0, 150.0),
-    "water_quality_ph": (0.0, 14.0),
-    "water_quality_tds": (0.0, 100_000.0),
-    "water_level": (-100.0, 2_000.0),
+    Indicator.WATER_TEMPERATURE: (-5.0, 150.0),
+    Indicator.WATER_QUALITY_PH: (0.0, 14.0),
+    Indicator.WATER_QUALITY_TDS: (0.0, 100_000.0),
+    Indicator.WATER_LEVEL: (-100.0, 2_000.0),
 }
 MAX_FUTURE_US = 15 * 60 * 1_000_000  # phenomenonTime may lead its resultTime by this much
 # Times may lead the ingest's clock by this much (clock skew). A resultTime further ahead never
@@ -59,7 +61,11 @@ class StreamRule:
 def stream_rule(indicator: str, unit: str, accumulation: str) -> StreamRule:
     divisor = UNITS.get(indicator, {}).get(unit)
     if indicator in VOLUMES:
-        high = MAX_METER_READING_M3 if accumulation == "cumulative" else MAX_INTERVAL_VOLUME_M3
+        high = (
+            MAX_METER_READING_M3
+            if accumulation == Accumulation.CUMULATIVE
+            else MAX_INTERVAL_VOLUME_M3
+        )
         return StreamRule(divisor, True, 0.0, high)
     low, high = RANGES.get(indicator, (-math.inf, math.inf))
     return StreamRule(divisor, False, low, high)

@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 
 from jobs.runs import job_lock
 from registry import changes, webhooks
+from registry.vocabulary import DeliveryStatus
 from scoring.decision import StandingSummary
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,10 @@ def body(change: changes.Change) -> bytes:
 
 
 _PENDING = sa.text(
-    """
+    f"""
     SELECT d.change_id, d.attempts, d.first_attempt_at, d.next_attempt_at
     FROM webhook_delivery d
-    WHERE d.receiver_id = :receiver AND d.status = 'PENDING'
+    WHERE d.receiver_id = :receiver AND d.status = '{DeliveryStatus.PENDING}'
     ORDER BY d.change_id
     LIMIT :limit
     """
@@ -218,7 +219,7 @@ def _failed(
                 "at": at,
                 "next": None if give_up else at + backoff(attempts),
                 "error": error,
-                "status": "FAILED" if give_up else "PENDING",
+                "status": DeliveryStatus.FAILED if give_up else DeliveryStatus.PENDING,
                 "receiver": receiver.id,
                 "change": pending.change_id,
             },
@@ -242,8 +243,8 @@ def _mark_delivered(engine: sa.Engine, receiver_id: int, ids: list[int], at: dat
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                """
-                UPDATE webhook_delivery SET status = 'DELIVERED', delivered_at = :at,
+                f"""
+                UPDATE webhook_delivery SET status = '{DeliveryStatus.DELIVERED}', delivered_at = :at,
                        last_attempt_at = :at, attempts = attempts + 1, last_error = NULL
                 WHERE receiver_id = :receiver AND change_id = ANY(:ids)
                 """

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from registry.models import ApiClient, ConsoleSession, Role
+from registry.models import ApiClient, ConsoleSession
+from registry.vocabulary import Role
 
 TOKEN_PREFIX = "gct_"
 TOKEN_CACHE_SECONDS = 10.0

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from registry.vocabulary import DeliveryStatus
 from scoring.decision import StandingSummary
 from scoring.model import DecisionKind, Grade
 
@@ -124,9 +125,9 @@ def record(
     )
     conn.execute(
         sa.text(
-            """
+            f"""
             INSERT INTO webhook_delivery (receiver_id, change_id, status, attempts)
-            SELECT r.id, c.id, 'PENDING', 0
+            SELECT r.id, c.id, '{DeliveryStatus.PENDING}', 0
             FROM webhook_receiver r JOIN decision_change c ON c.id > r.after_change_id
             WHERE r.removed_at IS NULL AND c.id BETWEEN :first AND :last
             """

@@ -23,6 +23,8 @@ from registry.current import (
     finding_status,
     latest_version,
 )
+from registry.vocabulary import RepairOutcome
+from scoring.model import AppealOutcome
 
 Row = dict[str, Any]
 _current = latest_version
@@ -132,16 +134,16 @@ LISTING = View(
 )
 
 APPEAL = View(
-    """
-    SELECT a.*, coalesce(d.outcome, 'PENDING') AS outcome, d.reason AS decision_reason,
+    f"""
+    SELECT a.*, coalesce(d.outcome, '{AppealOutcome.PENDING}') AS outcome, d.reason AS decision_reason,
            d.decided_by, d.recorded_at AS decided_at
     FROM appeal a LEFT JOIN appeal_decision d ON d.appeal_id = a.id
     """
 )
 
 REPAIR = View(
-    """
-    SELECT r.*, coalesce(d.outcome, 'PENDING') AS outcome, d.reason AS decision_reason,
+    f"""
+    SELECT r.*, coalesce(d.outcome, '{RepairOutcome.PENDING}') AS outcome, d.reason AS decision_reason,
            d.decided_by, d.recorded_at AS decided_at
     FROM credit_repair r LEFT JOIN repair_decision d ON d.repair_id = r.id
     """

@@ -9,6 +9,8 @@ text and psycopg queries alike.
 `at`, where taken, is an SQL expression of an instant (a query parameter): the derivation then
 sees only the rows recorded by then — what was current at that instant."""
 
+from scoring.model import FindingStatus
+
 
 def recorded_by(alias: str, at: str | None) -> str:
     """`AND alias recorded at or before at` (nothing when `at` is None)."""
@@ -56,7 +58,7 @@ def finding_status(finding: str, ended: str) -> str:
     (`ended`, joined by `finding_end`)."""
     return (
         f"coalesce({ended}.kind, CASE WHEN {under_appeal(finding)} "
-        "THEN 'UNDER_APPEAL' ELSE 'ACTIVE' END)"
+        f"THEN '{FindingStatus.UNDER_APPEAL}' ELSE '{FindingStatus.ACTIVE}' END)"
     )
 
 

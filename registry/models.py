@@ -12,32 +12,52 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
 
-from scoring.model import ProjectType, WellRole  # noqa: F401  (the registry's vocabulary too)
+from registry.vocabulary import (
+    Accumulation,
+    AppealDecisionOutcome,
+    DeliveryStatus,
+    FindingEventKind,
+    InspectionSeverity,
+    JobStatus,
+    ListingEndKind,
+    PermitKind,
+    RepairDecisionOutcome,
+    Role,
+)
+from scoring.model import (
+    ApplicationKind,
+    DecisionKind,
+    Grade,
+    ProjectType,
+    Severity,
+    Source,
+    Verdict,
+    WellRole,
+)
 
 
-class Indicator(StrEnum):
-    EXTRACTION_VOLUME = "extraction_volume"
-    REINJECTION_VOLUME = "reinjection_volume"
-    WATER_LEVEL = "water_level"
-    WATER_TEMPERATURE = "water_temperature"
-    WATER_QUALITY_TDS = "water_quality_tds"
-    WATER_QUALITY_PH = "water_quality_ph"
+class EnumText(sa.types.TypeDecorator):
+    """A column of one enum's values, stored as text: written by value (a member or its string),
+    read back as the member. The database's CHECK constraint keeps other values out."""
+
+    impl = AutoString
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
-class PermitKind(StrEnum):
-    PROJECT_FILING = "PROJECT_FILING"
-    WATER_PERMIT = "WATER_PERMIT"
-    MINING_RIGHT = "MINING_RIGHT"
-    ENVIRONMENTAL_ASSESSMENT = "ENVIRONMENTAL_ASSESSMENT"
-
-
-class Role(StrEnum):
-    APPROVAL_SYSTEM = "approval_system"
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
-    SCHEDULER = "scheduler"
+def _enum(enum: type[StrEnum], **kw: Any) -> Any:
+    return Field(sa_type=EnumText(enum), **kw)
 
 
 def _ts(**kw: Any) -> Any:
@@ -107,7 +127,7 @@ class ProjectVersion(SQLModel, table=True):
     project_id: int = _fk("project.id")
     company_id: int = _fk("company.id")
     name: str
-    type: str  # ProjectType
+    type: ProjectType = _enum(ProjectType)
     city: str
     county: str | None = None
     operating: bool = True
@@ -130,7 +150,7 @@ class WellVersion(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     well_id: int = _fk("well.id")
     project_id: int = _fk("project.id")
-    role: str  # WellRole
+    role: WellRole = _enum(WellRole)
     aquifer: str
     confined: bool | None = None  # takes confined water (承压水)
     drilled_on: date | None = None
@@ -147,7 +167,7 @@ class Permit(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = _fk("project.id")
-    kind: str  # PermitKind
+    kind: PermitKind = _enum(PermitKind)
     number: str
     annual_total_m3: float | None = Field(default=None, ge=0)
     daily_intensity_m3: float | None = Field(default=None, ge=0)
@@ -181,9 +201,9 @@ class Datastream(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     platform_id: str = Field(unique=True)
     well_id: int = _fk("well.id")
-    indicator: str  # Indicator
+    indicator: str  # an Indicator, or a name the platform sent that we do not know
     unit: str
-    accumulation: str = "interval"  # interval | cumulative (volumes only)
+    accumulation: Accumulation = _enum(Accumulation, default=Accumulation.INTERVAL)
     name: str = ""
     updated_at: datetime = _created()
 
@@ -306,7 +326,7 @@ class InspectionFinding(SQLModel, table=True):
     __tablename__ = "inspection_finding"
     id: int | None = Field(default=None, primary_key=True)
     inspection_id: int = _fk("inspection.id")
-    severity: str  # MINOR | MAJOR | CRITICAL
+    severity: InspectionSeverity = _enum(InspectionSeverity)
     description: str
     falsified_data: bool = False  # proves monitoring data falsified or meters tampered
     rectification_deadline: date | None = None
@@ -329,7 +349,7 @@ class PostEvaluation(SQLModel, table=True):
     company_id: int = _fk("company.id")
     project_id: int = _fk("project.id")
     evaluated_on: date
-    verdict: str  # PASS | CONDITIONAL | FAIL
+    verdict: Verdict = _enum(Verdict)
     reviewer: str
     summary: str = ""
     findings: list = _json(default_factory=list)
@@ -350,12 +370,12 @@ class CreditFinding(SQLModel, table=True):
     key: str = Field(index=True)  # stable identity across scoring runs, e.g. REINJ_RATIO:P1:2026-01
     rule_id: str
     policy_clause: str
-    severity: str
+    severity: Severity = _enum(Severity)
     deduction: float
     window_start: date
     window_end: date
     final: bool
-    source: str  # METRICS | REVIEWER | REGISTRY
+    source: Source = _enum(Source)
     message: str
     evidence: dict = _json()
     rulebook_version: str
@@ -369,7 +389,7 @@ class FindingEvent(SQLModel, table=True):
     __tablename__ = "finding_event"
     id: int | None = Field(default=None, primary_key=True)
     finding_id: int = _fk("credit_finding.id")
-    kind: str
+    kind: FindingEventKind = _enum(FindingEventKind)
     reason: str
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id")
     repair_id: int | None = Field(default=None, foreign_key="credit_repair.id")
@@ -387,7 +407,7 @@ class ScoreSnapshot(SQLModel, table=True):
     company_id: int = _fk("company.id")
     computed_at: datetime = _ts()
     score: float
-    grade: str
+    grade: Grade = _enum(Grade)
     rulebook_version: str
     window_start: date
     window_end: date
@@ -437,7 +457,7 @@ class ListingEnd(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     listing_id: int = Field(foreign_key="listing.id", unique=True)
     ended_at: datetime = _ts()
-    how: str  # REPAIRED | EXPIRED | WITHDRAWN | LIFTED
+    how: ListingEndKind = _enum(ListingEndKind)
     reason: str
     repair_id: int | None = Field(default=None, foreign_key="credit_repair.id")
     recorded_by: str
@@ -458,7 +478,7 @@ class AppealDecision(SQLModel, table=True):
     __tablename__ = "appeal_decision"
     id: int | None = Field(default=None, primary_key=True)
     appeal_id: int = Field(foreign_key="appeal.id", unique=True)
-    outcome: str  # UPHELD | OVERTURNED
+    outcome: AppealDecisionOutcome = _enum(AppealDecisionOutcome)
     reason: str
     decided_by: str
     recorded_at: datetime = _created()
@@ -478,7 +498,7 @@ class RepairDecision(SQLModel, table=True):
     __tablename__ = "repair_decision"
     id: int | None = Field(default=None, primary_key=True)
     repair_id: int = Field(foreign_key="credit_repair.id", unique=True)
-    outcome: str  # APPROVED | REJECTED
+    outcome: RepairDecisionOutcome = _enum(RepairDecisionOutcome)
     reason: str
     decided_by: str
     recorded_at: datetime = _created()
@@ -493,7 +513,7 @@ class ApiClient(SQLModel, table=True):
     __tablename__ = "api_client"
     id: int | None = Field(default=None, primary_key=True)
     name: str
-    role: str  # Role
+    role: Role = _enum(Role)
     token_hash: str = Field(unique=True)
     created_at: datetime = _created()
     revoked_at: datetime | None = _ts(default=None)
@@ -521,7 +541,7 @@ class Application(SQLModel, table=True):
     client_id: int = _fk("api_client.id")
     case_reference: str
     credit_code: str = Field(index=True)
-    kind: str
+    kind: ApplicationKind = _enum(ApplicationKind)
     project_name: str | None = None
     city: str | None = None
     received_at: datetime = _created()
@@ -535,8 +555,8 @@ class Decision(SQLModel, table=True):
     company_id: int | None = Field(default=None, foreign_key="company.id", index=True)
     snapshot_id: int | None = Field(default=None, foreign_key="score_snapshot.id")
     listing_id: int | None = Field(default=None, foreign_key="listing.id")
-    decision: str
-    grade: str | None = None
+    decision: DecisionKind = _enum(DecisionKind)
+    grade: Grade | None = _enum(Grade, default=None)
     score: float | None = None
     reasons: list = _json(default_factory=list)
     conditions: list = _json(default_factory=list)
@@ -558,8 +578,8 @@ class DecisionChange(SQLModel, table=True):
         default=None, foreign_key="decision_change.id", sa_type=sa.BigInteger
     )
     changed_at: datetime = _ts()
-    decision: str
-    grade: str | None = None
+    decision: DecisionKind = _enum(DecisionKind)
+    grade: Grade | None = _enum(Grade, default=None)
     score: float | None = None
     restricted_until: datetime | None = _ts(default=None)
     rulebook_version: str
@@ -584,16 +604,11 @@ class WebhookDelivery(SQLModel, table=True):
     """The outbox: one row per receiver and change, written with the change."""
 
     __tablename__ = "webhook_delivery"
-    __table_args__ = (
-        sa.CheckConstraint(
-            "status IN ('PENDING', 'DELIVERED', 'FAILED')", name="webhook_delivery_status"
-        ),
-    )
     receiver_id: int = Field(primary_key=True, foreign_key="webhook_receiver.id")
     change_id: int = Field(
         primary_key=True, foreign_key="decision_change.id", sa_type=sa.BigInteger
     )
-    status: str = "PENDING"  # PENDING | DELIVERED | FAILED
+    status: DeliveryStatus = _enum(DeliveryStatus, default=DeliveryStatus.PENDING)
     attempts: int = 0
     first_attempt_at: datetime | None = _ts(default=None)
     last_attempt_at: datetime | None = _ts(default=None)
@@ -613,7 +628,7 @@ class JobRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job: str
     window_key: str
-    status: str  # RUNNING | SUCCEEDED | FAILED
+    status: JobStatus = _enum(JobStatus)
     started_at: datetime = _created()
     finished_at: datetime | None = _ts(default=None)
     counts: dict = _json(default_factory=dict)
@@ -728,7 +743,7 @@ class ProjectMonthMetric(SQLModel, table=True):
     season_level_n: int = 0  # … and how many readings
     # The registry facts the month is judged with: those in force on its last evaluated day
     # (else its last day). None on rows older than these columns: the current facts then.
-    project_type: str | None = None
+    project_type: ProjectType | None = _enum(ProjectType, default=None)
     permit_annual_m3: float | None = None
     permit_daily_m3: float | None = None
     # Flagged operating on an evaluated day, but without an operating well or any extraction.
@@ -779,3 +794,30 @@ class ScoreRunState(SQLModel, table=True):
     day: date
     watermark_day: date | None = None
     updated_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- the vocabulary's CHECK constraints
+
+
+def enum_columns() -> list[sa.Column]:
+    """Every column typed with an enum (EnumText), table by table."""
+    return [
+        column
+        for table in SQLModel.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, EnumText)
+    ]
+
+
+def _check_values(column: sa.Column) -> None:
+    """The constraint the migrations create on an enum column, named <table>_<column>."""
+    values = ", ".join(f"'{member.value}'" for member in column.type.enum)
+    column.table.append_constraint(
+        sa.CheckConstraint(
+            f"{column.name} IN ({values})", name=f"{column.table.name}_{column.name}"
+        )
+    )
+
+
+for _column in enum_columns():
+    _check_values(_column)

@@ -52,17 +52,18 @@ from registry.models import (
     ScoreSnapshot,
 )
 from registry.standing import stored_finding
+from registry.vocabulary import FindingEventKind, ListingEndKind, RepairOutcome
 from scoring import periods
 from scoring.decision import not_evaluated_summary, summarize_result
 from scoring.engine import derivable, score_company
 from scoring.model import (
+    COUNTING,
     Appeal,
     AppealOutcome,
     CompanyInputs,
     CompanyResult,
     CreditRepair,
     Finding,
-    FindingStatus,
     InspectionFinding,
     LayerMonth,
     ListedFinding,
@@ -89,7 +90,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_REFRESH = timedelta(hours=12)  # well inside the 48 h after which a score is stale
 EVIDENCE_REFRESH = timedelta(hours=24)
 AUDIT_LOCK = "geocredit.audit_chain"  # the audit trigger's lock (migration 0001)
-COUNTING = (FindingStatus.ACTIVE, FindingStatus.UNDER_APPEAL)
 
 
 @dataclass
@@ -230,9 +230,10 @@ _Q_LISTED = sa.text(
     "SELECT id, key, rule_id, source, window_start FROM credit_finding WHERE id = ANY(:ids)"
 )
 _Q_REPAIRS = sa.text(
-    """
+    f"""
     SELECT r.company_id, r.id, r.listing_id, d.recorded_at AS approved_at
-    FROM credit_repair r JOIN repair_decision d ON d.repair_id = r.id AND d.outcome = 'APPROVED'
+    FROM credit_repair r JOIN repair_decision d
+        ON d.repair_id = r.id AND d.outcome = '{RepairOutcome.APPROVED}'
     WHERE r.company_id = ANY(:ids)
     """
 )
@@ -606,7 +607,12 @@ def _write(
         conn,
         FindingEvent.__table__,
         [
-            {"finding_id": fid, "kind": "VOIDED", "reason": reason, "recorded_by": actor}
+            {
+                "finding_id": fid,
+                "kind": FindingEventKind.VOIDED,
+                "reason": reason,
+                "recorded_by": actor,
+            }
             for plan in plans
             for fid, reason in plan.void
         ],
@@ -700,6 +706,13 @@ def _not_evaluated_digest(result: CompanyResult) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+_ENDED_BY = {
+    TransitionKind.LIFT: ListingEndKind.REPAIRED,
+    TransitionKind.EXPIRE: ListingEndKind.EXPIRED,
+    TransitionKind.WITHDRAW: ListingEndKind.WITHDRAWN,
+}
+
+
 def _listings(
     conn: sa.Connection, plan: _Plan, *, now: datetime, actor: str, summary: RescoreSummary
 ) -> int:
@@ -709,7 +722,7 @@ def _listings(
         ids = [plan.keep[lf.key] for lf in t.findings if lf.key in plan.keep]
         if t.kind in (TransitionKind.OPEN, TransitionKind.EXTEND):
             if t.kind is TransitionKind.EXTEND:
-                _end(conn, t.listing_id, now, "EXTENDED", t.message, actor)
+                _end(conn, t.listing_id, now, ListingEndKind.EXTENDED, t.message, actor)
                 ids = plan.loaded.listing_findings[t.listing_id] + ids
             conn.execute(
                 sa.insert(Listing.__table__).values(
@@ -725,11 +738,7 @@ def _listings(
             )
             summary.listings_opened += t.kind is TransitionKind.OPEN
         else:
-            how = {
-                TransitionKind.LIFT: "REPAIRED",
-                TransitionKind.EXPIRE: "EXPIRED",
-                TransitionKind.WITHDRAW: "WITHDRAWN",
-            }[t.kind]
+            how = _ENDED_BY[t.kind]
             _end(conn, t.listing_id, t.at, how, t.message, actor, t.repair_id)
             summary.listings_ended += 1
     return len(plan.result.listing_transitions)
@@ -739,7 +748,7 @@ def _end(
     conn: sa.Connection,
     listing_id: str | None,
     at: datetime,
-    how: str,
+    how: ListingEndKind,
     reason: str,
     actor: str,
     repair_id: str | None = None,

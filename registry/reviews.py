@@ -7,7 +7,6 @@ a record that changes its standing is the caller's next step (registry.rescoring
 """
 
 from datetime import UTC, date, datetime
-from enum import StrEnum
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,8 +30,15 @@ from registry.models import (
     RepairDecision,
 )
 from registry.registration import company_by_code, project_by_code
+from registry.vocabulary import (
+    AppealDecisionOutcome,
+    FindingEventKind,
+    InspectionSeverity,
+    ListingEndKind,
+    RepairDecisionOutcome,
+)
 from scoring import periods
-from scoring.model import Verdict
+from scoring.model import FindingStatus, Verdict
 from scoring.rulebook import load_rulebook
 
 
@@ -46,18 +52,12 @@ class RecordRejected(Exception):
         self.field = field
 
 
-class Severity(StrEnum):
-    MINOR = "MINOR"
-    MAJOR = "MAJOR"
-    CRITICAL = "CRITICAL"
-
-
 class _Input(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, frozen=True)
 
 
 class InspectionFindingInput(_Input):
-    severity: Severity
+    severity: InspectionSeverity
     description: str = Field(min_length=1, max_length=4000)
     falsified_data: bool = False
     rectification_deadline: date | None = None
@@ -232,9 +232,9 @@ async def open_appeal(
     status = await session.scalar(
         sa.text(f"SELECT r.status FROM ({FINDING.sql}) r WHERE r.id = :id"), {"id": finding_id}
     )
-    if status == "UNDER_APPEAL":
+    if status == FindingStatus.UNDER_APPEAL:
         raise RecordRejected("APPEAL_PENDING", f"finding {finding_id} is already under appeal")
-    if status != "ACTIVE":
+    if status != FindingStatus.ACTIVE:
         raise RecordRejected(
             "FINDING_INACTIVE", f"finding {finding_id} no longer counts ({status})"
         )
@@ -265,7 +265,7 @@ async def decide_appeal(
         raise RecordRejected("ALREADY_DECIDED", f"appeal {appeal_id} is already decided")
     decision = AppealDecision(
         appeal_id=appeal_id,
-        outcome="OVERTURNED" if overturn else "UPHELD",
+        outcome=AppealDecisionOutcome.OVERTURNED if overturn else AppealDecisionOutcome.UPHELD,
         reason=reason,
         decided_by=decided_by,
     )
@@ -275,7 +275,7 @@ async def decide_appeal(
         session.add(
             FindingEvent(
                 finding_id=appeal.finding_id,
-                kind="OVERTURNED",
+                kind=FindingEventKind.OVERTURNED,
                 reason=reason,
                 appeal_id=appeal_id,
                 recorded_by=decided_by,
@@ -355,7 +355,7 @@ async def decide_repair(
         _not_before_min_end(listing, now)
     decision = RepairDecision(
         repair_id=repair_id,
-        outcome="APPROVED" if approve else "REJECTED",
+        outcome=RepairDecisionOutcome.APPROVED if approve else RepairDecisionOutcome.REJECTED,
         reason=reason,
         decided_by=decided_by,
     )
@@ -365,7 +365,7 @@ async def decide_repair(
             ListingEnd(
                 listing_id=listing.id,
                 ended_at=now,
-                how="REPAIRED",
+                how=ListingEndKind.REPAIRED,
                 reason=reason,
                 repair_id=repair_id,
                 recorded_by=decided_by,
@@ -377,7 +377,7 @@ async def decide_repair(
                 session.add(
                     FindingEvent(
                         finding_id=finding_id,
-                        kind="REPAIRED",
+                        kind=FindingEventKind.REPAIRED,
                         reason=reason,
                         repair_id=repair_id,
                         recorded_by=decided_by,
@@ -440,7 +440,7 @@ async def lift_listing(
     end = ListingEnd(
         listing_id=listing.id,
         ended_at=now or datetime.now(UTC),
-        how="LIFTED",
+        how=ListingEndKind.LIFTED,
         reason=reason.strip(),
         recorded_by=recorded_by,
     )

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from registry.auth import Client
-from registry.models import Role
+from registry.vocabulary import Role
 
 
 class Action(StrEnum):

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from registry.vocabulary import DeliveryStatus
+
 SECRET_PREFIX = "whsec_"
 
 
@@ -106,7 +108,7 @@ def deliveries(
     """The newest deliveries (or the failed ones), newest first."""
     rows = conn.execute(
         sa.text(
-            """
+            f"""
             SELECT d.receiver_id, r.name AS receiver_name, d.change_id, co.credit_code,
                    d.status, d.attempts, d.first_attempt_at, d.next_attempt_at,
                    d.delivered_at, d.last_error
@@ -114,7 +116,7 @@ def deliveries(
             JOIN webhook_receiver r ON r.id = d.receiver_id
             JOIN decision_change c ON c.id = d.change_id
             JOIN company co ON co.id = c.company_id
-            WHERE NOT CAST(:failed AS bool) OR d.status = 'FAILED'
+            WHERE NOT CAST(:failed AS bool) OR d.status = '{DeliveryStatus.FAILED}'
             ORDER BY d.change_id DESC, d.receiver_id
             LIMIT :limit
             """
@@ -128,10 +130,10 @@ def retry_failed(conn: sa.Connection) -> int:
     """Failed deliveries become pending again, with a new 24-hour retry period."""
     return conn.execute(
         sa.text(
-            """
-            UPDATE webhook_delivery SET status = 'PENDING', first_attempt_at = NULL,
+            f"""
+            UPDATE webhook_delivery SET status = '{DeliveryStatus.PENDING}', first_attempt_at = NULL,
                    next_attempt_at = NULL
-            WHERE status = 'FAILED'
+            WHERE status = '{DeliveryStatus.FAILED}'
               AND receiver_id IN (SELECT id FROM webhook_receiver WHERE removed_at IS NULL)
             """
         )

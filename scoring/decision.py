@@ -13,6 +13,7 @@ from typing import Any
 from scoring import periods
 from scoring.engine import basis_label
 from scoring.model import (
+    RESTRICTIVENESS,
     ApplicationKind,
     CompanyResult,
     DecisionKind,
@@ -379,9 +380,6 @@ def decide(
     )
 
 
-_RESTRICTIVENESS = {DecisionKind.ALLOW: 0, DecisionKind.RESTRICT: 1, DecisionKind.BLOCK: 2}
-
-
 @dataclass(frozen=True, slots=True)
 class StandingSummary:
     """What approval systems keep of a company: the most restrictive decision over every
@@ -404,7 +402,7 @@ class StandingSummary:
 def summarize(standing: Standing | None, rulebook: Rulebook, now: datetime) -> StandingSummary:
     """The summary of the decisions `decide` gives now for every application kind."""
     decisions = [decide(standing, kind, rulebook, now) for kind in ApplicationKind]
-    worst = max(decisions, key=lambda d: _RESTRICTIVENESS[d.decision])
+    worst = max(decisions, key=lambda d: RESTRICTIVENESS[d.decision])
     return StandingSummary(worst.decision, worst.grade, worst.score, worst.restricted_until)
 
 

@@ -3,6 +3,9 @@
 Inputs are built by the rollup and the registry (SQL); every field is something a query can
 compute. Months are `date`s on the first day of a local (Asia/Shanghai) calendar month; volumes
 are m³; completeness values are fractions in [0, 1].
+
+The enums here are the scoring vocabulary, defined once for the whole program: the registry
+stores them (registry/vocabulary.py adds its own) and the API publishes them.
 """
 
 import hashlib
@@ -53,9 +56,15 @@ class Grade(StrEnum):
 
 
 class DecisionKind(StrEnum):
+    """In order of restrictiveness."""
+
     ALLOW = "ALLOW"
     RESTRICT = "RESTRICT"
     BLOCK = "BLOCK"
+
+
+RESTRICTIVENESS = {kind: rank for rank, kind in enumerate(DecisionKind)}
+"""ALLOW 0 < RESTRICT 1 < BLOCK 2."""
 
 
 class ApplicationKind(StrEnum):
@@ -81,8 +90,13 @@ class AppealOutcome(StrEnum):
 class FindingStatus(StrEnum):
     ACTIVE = "ACTIVE"
     UNDER_APPEAL = "UNDER_APPEAL"  # still counts
+    VOIDED = "VOIDED"  # recomputed away by a scoring run
     OVERTURNED = "OVERTURNED"  # an appeal voided it
     REPAIRED = "REPAIRED"  # behind a listing ended by an approved credit repair
+
+
+COUNTING = (FindingStatus.ACTIVE, FindingStatus.UNDER_APPEAL)
+"""The statuses of a finding that still counts."""
 
 
 class TransitionKind(StrEnum):
@@ -378,7 +392,7 @@ class Finding:
             source=Source(data["source"]),
             message=data["message"],
             evidence=data["evidence"],
-            status=FindingStatus(data.get("status", "ACTIVE")),
+            status=FindingStatus(data.get("status", FindingStatus.ACTIVE)),
             counts=data.get("counts", True),
         )
 

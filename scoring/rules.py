@@ -11,6 +11,7 @@ from typing import Any
 
 from scoring import periods
 from scoring.model import (
+    COUNTING,
     Finding,
     FindingStatus,
     InspectionFinding,
@@ -43,7 +44,6 @@ TYPE_LABEL = {
 STREAM_LABEL = {"extraction": "取水", "reinjection": "回灌"}
 MONITORING_LABEL = {"level": "水位", "temperature": "水温", "quality": "水质"}
 
-_COUNTING = (FindingStatus.ACTIVE, FindingStatus.UNDER_APPEAL)
 _UNSET: Any = object()
 _MISSING = NotEvaluatedWhy.REGISTRY_FACT_MISSING
 _METERING_RULES = ("NO_METERING", "METERING_GAP")
@@ -167,7 +167,7 @@ class Deriver:
                 message=message,
                 evidence=evidence,
                 status=status,
-                counts=in_window and status in _COUNTING,
+                counts=in_window and status in COUNTING,
             )
         )
 

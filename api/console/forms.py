@@ -10,6 +10,8 @@ from typing import Any
 from registry import actions
 from registry.actions import Acting, Done
 from registry.roles import Action
+from registry.vocabulary import RepairOutcome
+from scoring.model import AppealOutcome
 
 FormData = Mapping[str, str]
 
@@ -76,7 +78,9 @@ def _decision(field: str, yes: str) -> Callable[[str, FormData], dict[str, Any]]
     def parse(code: str, form: FormData) -> dict[str, Any]:
         data: dict[str, Any] = _present(form, field, "reason")
         if form.get("outcome"):
-            data["approve" if yes == "APPROVED" else "overturn"] = form["outcome"] == yes
+            data["approve" if yes == RepairOutcome.APPROVED else "overturn"] = (
+                form["outcome"] == yes
+            )
         return data
 
     return parse
@@ -115,7 +119,7 @@ FORMS: dict[str, Form] = {
     "appeal_decision": Form(
         Action.DECIDE_APPEAL,
         "异议决定",
-        _decision("appeal_id", "OVERTURNED"),
+        _decision("appeal_id", AppealOutcome.OVERTURNED),
         actions.decide_appeal,
     ),
     "repair": Form(
@@ -127,7 +131,7 @@ FORMS: dict[str, Form] = {
     "repair_decision": Form(
         Action.DECIDE_REPAIR,
         "信用修复决定",
-        _decision("repair_id", "APPROVED"),
+        _decision("repair_id", RepairOutcome.APPROVED),
         actions.decide_repair,
     ),
     "listing": Form(

@@ -15,7 +15,13 @@ from registry.creditfile import Row
 from registry.standing import FiledStanding, load_standings
 from scoring import periods
 from scoring.decision import Decision, decide
-from scoring.model import ApplicationKind, DecisionKind
+from scoring.model import (
+    COUNTING,
+    RESTRICTIVENESS,
+    ApplicationKind,
+    FindingStatus,
+    Severity,
+)
 from scoring.rulebook import Rulebook
 
 PAGE = 100  # rows per list of a credit file
@@ -24,10 +30,8 @@ MAX_PROJECTS = 500
 SUPERVISION_MAX = 1000
 
 # Display order of severities: the worst colours a grid cell.
-SEVERITY_ORDER = ("CRITICAL", "MAJOR", "MINOR", "WARNING")
-COUNTING = ("ACTIVE", "UNDER_APPEAL")
-STATUSES = (*COUNTING, "VOIDED", "OVERTURNED", "REPAIRED")
-_DECISION_ORDER = {DecisionKind.BLOCK: 0, DecisionKind.RESTRICT: 1, DecisionKind.ALLOW: 2}
+SEVERITY_ORDER = tuple(reversed(Severity))
+STATUSES = tuple(FindingStatus)
 
 LABELS = {
     "ACTIVE": "有效",
@@ -134,7 +138,7 @@ def grid_months(today: date, rulebook: Rulebook) -> list[date]:
 
 def _rule_line(f: Row) -> str:
     deduction = f" −{f['deduction']:g}" if f["deduction"] else ""
-    extra = "" if f["status"] == "ACTIVE" else f"（{label(f['status'])}）"
+    extra = "" if f["status"] == FindingStatus.ACTIVE else f"（{label(f['status'])}）"
     provisional = "" if f["final"] else "【暂定】"
     return (
         f"{f['rule_id']} {f['policy_clause']} {label(f['severity'])}{deduction}{extra}"
@@ -282,7 +286,7 @@ async def credit_file(
         by_project[code_of.get(q["project_id"])].append(q)
 
     decisions = [(kind, decide(filed.standing, kind, rulebook, now)) for kind in ApplicationKind]
-    strictest = min((d for _, d in decisions), key=lambda d: _DECISION_ORDER[d.decision])
+    strictest = max((d for _, d in decisions), key=lambda d: RESTRICTIVENESS[d.decision])
     active = next((row for row in listings if row["id"] == filed.listing_id), None)
     return CreditFilePage(
         filed=filed,

@@ -21,15 +21,8 @@ from api.errors import (
     INVALID_INPUT,
     ApiError,
 )
-from api.schema.base import (
-    ApplicationKindEnum,
-    DecisionEnum,
-    GradeEnum,
-    Info,
-    caller,
-    root_field,
-    root_mutation,
-)
+from api.schema.base import Info, caller, root_field, root_mutation
+from api.schema.enums import ApplicationKindEnum, DecisionEnum, GradeEnum
 from api.schema.node import database_ids
 from registry import db, screening
 from registry.creditcode import InvalidCreditCode, normalize_credit_code

@@ -1,4 +1,4 @@
-"""What every schema module shares: the enums of the contract, the context accessor and the
+"""What every schema module shares: the context accessor and the
 permission helper that each root field states its action with (the roles come from
 registry.roles, the table the reviewer console asks too)."""
 
@@ -11,13 +11,8 @@ from strawberry.types.field import StrawberryField
 from api.context import Context
 from api.errors import FORBIDDEN, UNAUTHENTICATED, ApiError
 from registry.auth import Client
-from registry.models import Role
 from registry.roles import ALLOWED, Action, may
-from scoring.model import ApplicationKind, DecisionKind, Grade
-
-DecisionEnum = strawberry.enum(DecisionKind, name="Decision")
-GradeEnum = strawberry.enum(Grade, name="Grade")
-ApplicationKindEnum = strawberry.enum(ApplicationKind, name="ApplicationKind")
+from registry.vocabulary import Role
 
 Info = strawberry.Info[Context, None]
 
@@ -80,9 +75,6 @@ def caller(info: Info) -> Client:
 
 
 __all__ = [
-    "ApplicationKindEnum",
-    "DecisionEnum",
-    "GradeEnum",
     "Info",
     "RolePermission",
     "allowed_roles",

@@ -8,7 +8,8 @@ import strawberry
 from strawberry import relay
 
 from api.errors import INVALID_PAGE, ApiError
-from api.schema.base import DecisionEnum, GradeEnum, Info, root_field
+from api.schema.base import Info, root_field
+from api.schema.enums import DecisionEnum, GradeEnum
 from registry import changes
 from registry.roles import Action
 from scoring.decision import StandingSummary as Summary

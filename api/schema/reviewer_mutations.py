@@ -9,7 +9,6 @@ The caller (role:name) is the audit chain's actor."""
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Any
 
 import strawberry
@@ -20,6 +19,14 @@ from api.errors import INVALID_ID
 from api.loaders_reviewer import forget
 from api.schema.approval import UserError
 from api.schema.base import Info, caller, root_mutation
+from api.schema.enums import (
+    AppealDecisionOutcomeEnum,
+    InspectionSeverityEnum,
+    PermitKindEnum,
+    ProjectTypeEnum,
+    RepairDecisionOutcomeEnum,
+    VerdictEnum,
+)
 from api.schema.node import database_id
 from api.schema.reviewer_types import (
     Appeal,
@@ -31,33 +38,13 @@ from api.schema.reviewer_types import (
     Listing,
     MonthlyReport,
     Permit,
-    PermitKindEnum,
     PostEvaluation,
     Project,
-    ProjectTypeEnum,
-    VerdictEnum,
     by_id,
 )
-from registry import actions, reviews
+from registry import actions
 from registry.actions import Acting, Done, Problem, Refused
 from registry.roles import Action
-
-InspectionSeverityEnum = strawberry.enum(reviews.Severity, name="InspectionSeverity")
-
-
-class AppealDecisionOutcome(StrEnum):
-    UPHELD = "UPHELD"
-    OVERTURNED = "OVERTURNED"
-
-
-class RepairDecisionOutcome(StrEnum):
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-
-
-AppealDecisionOutcomeEnum = strawberry.enum(AppealDecisionOutcome)
-RepairDecisionOutcomeEnum = strawberry.enum(RepairDecisionOutcome)
-
 
 # ---------------------------------------------------------------- inputs
 
@@ -450,7 +437,7 @@ class Mutation:
         async def perform(acting: Acting) -> Done:
             data = {
                 "appeal_id": _node_id(input.appeal_id, Appeal, "appeal_id"),
-                "overturn": input.outcome is AppealDecisionOutcome.OVERTURNED,
+                "overturn": input.outcome is AppealDecisionOutcomeEnum.OVERTURNED,
                 "reason": input.reason,
             }
             return await actions.decide_appeal(acting, data)
@@ -487,7 +474,7 @@ class Mutation:
         async def perform(acting: Acting) -> Done:
             data = {
                 "repair_id": _node_id(input.repair_id, CreditRepair, "repair_id"),
-                "approve": input.outcome is RepairDecisionOutcome.APPROVED,
+                "approve": input.outcome is RepairDecisionOutcomeEnum.APPROVED,
                 "reason": input.reason,
             }
             return await actions.decide_repair(acting, data)

@@ -7,7 +7,8 @@ import strawberry
 from strawberry import relay
 
 from api.errors import INVALID_CREDIT_CODE, ApiError
-from api.schema.base import GradeEnum, Info, root_field
+from api.schema.base import Info, root_field
+from api.schema.enums import GradeEnum
 from api.schema.reviewer_types import (
     DEFAULT_PAGE,
     CreditFile,

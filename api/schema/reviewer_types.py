@@ -9,7 +9,6 @@ connection, newest first unless said otherwise."""
 
 import dataclasses
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Any
 
 import strawberry
@@ -19,43 +18,31 @@ from strawberry.scalars import JSON
 from api.errors import INVALID_PAGE, ApiError
 from api.loaders_reviewer import loaders
 from api.schema.approval import Company, Reason, ScreeningDecision
-from api.schema.base import ApplicationKindEnum, DecisionEnum, GradeEnum, Info, caller
+from api.schema.base import Info, caller
 from api.schema.changes import DecisionChange
+from api.schema.enums import (
+    AppealOutcomeEnum,
+    ApplicationKindEnum,
+    DecisionEnum,
+    FindingSourceEnum,
+    FindingStatusEnum,
+    GradeEnum,
+    NotEvaluatedWhyEnum,
+    PermitKindEnum,
+    ProjectTypeEnum,
+    RepairOutcomeEnum,
+    SeverityEnum,
+    VerdictEnum,
+    WellRoleEnum,
+)
 from api.schema.node import database_ids
 from registry import creditfile
 from registry.creditfile import Row, View
-from registry.models import PermitKind, ProjectType, WellRole
 from registry.roles import Action, may
 from scoring import periods
-from scoring.model import AppealOutcome, NotEvaluatedWhy, Severity, Source, Verdict
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-
-
-class FindingStatus(StrEnum):
-    ACTIVE = "ACTIVE"
-    UNDER_APPEAL = "UNDER_APPEAL"  # still counts
-    VOIDED = "VOIDED"  # recomputed away by a scoring run
-    OVERTURNED = "OVERTURNED"  # by an appeal
-    REPAIRED = "REPAIRED"  # behind a listing ended by an approved credit repair
-
-
-class RepairOutcome(StrEnum):
-    PENDING = "PENDING"
-    APPROVED = "APPROVED"
-    REJECTED = "REJECTED"
-
-
-SeverityEnum = strawberry.enum(Severity, name="Severity")
-VerdictEnum = strawberry.enum(Verdict, name="Verdict")
-FindingSourceEnum = strawberry.enum(Source, name="FindingSource")
-FindingStatusEnum = strawberry.enum(FindingStatus, name="FindingStatus")
-AppealOutcomeEnum = strawberry.enum(AppealOutcome, name="AppealOutcome")
-RepairOutcomeEnum = strawberry.enum(RepairOutcome, name="RepairOutcome")
-ProjectTypeEnum = strawberry.enum(ProjectType, name="ProjectType")
-WellRoleEnum = strawberry.enum(WellRole, name="WellRole")
-PermitKindEnum = strawberry.enum(PermitKind, name="PermitKind")
 
 
 # ---------------------------------------------------------------- helpers
@@ -745,9 +732,6 @@ class QuarantinedRow:
         return build(cls, row, platform_observation_id=None if obs is None else str(obs))
 
 
-NotEvaluatedWhyEnum = strawberry.enum(NotEvaluatedWhy, name="NotEvaluatedWhy")
-
-
 @strawberry.type(description="A rule the rulebook could not evaluate for a project, and why.")
 class NotEvaluatedRule:
     project_code: str
@@ -762,7 +746,7 @@ class NotEvaluatedRule:
 
     @classmethod
     def from_row(cls, row: Row) -> "NotEvaluatedRule":
-        return build(cls, row, why=NotEvaluatedWhy(row["why"]))
+        return build(cls, row, why=NotEvaluatedWhyEnum(row["why"]))
 
 
 @strawberry.type(description="A company on the key-supervision list (重点监督).")

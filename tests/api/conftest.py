@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from registry import db
 from registry.auth import new_token, token_hash
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.support import GraphQL, Server
 from tests.conftest import drop_database, new_database
 

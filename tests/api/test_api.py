@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from api.schema import MAX_ALIASES, MAX_TOKENS, build_schema
 from api.schema.approval import MAX_BATCH
 from api.schema.base import allowed_roles
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import (
     FindingSpec,

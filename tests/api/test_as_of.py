@@ -25,7 +25,7 @@ from jobs.scoring_run import run_listing_expiry, run_scoring
 from registry import actions, db
 from registry.auth import Client
 from registry.current import finding_counts
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring.rulebook import load_rulebook
 from tests.conftest import drop_database, new_database
 from tests.jobs.ingest_sim import monitorsim

@@ -6,7 +6,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from registry import standing
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import FindingSpec, code, file_company
 

@@ -9,7 +9,7 @@ from api.context import Services, request_context
 from api.schema import build_schema
 from registry import changes
 from registry.auth import Client
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring.decision import StandingSummary
 from scoring.model import DecisionKind, Grade
 

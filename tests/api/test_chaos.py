@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from api.schema.approval import MAX_BATCH
 from registry import db
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import Server, code
 from tests.conftest import drop_database, new_database

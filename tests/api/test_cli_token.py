@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from api import context
 from registry.auth import TOKEN_CACHE_SECONDS, Client
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.support import error_codes
 
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from registry.auth import token_hash
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring import periods
 from scoring.rulebook import load_rulebook
 from tests.api.conftest import make_token

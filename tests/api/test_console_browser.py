@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring import periods
 from scoring.rulebook import load_rulebook
 from tests.api.console_sample import file_company

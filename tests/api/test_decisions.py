@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring.model import ApplicationKind
 from tests.api.support import NOW, FindingSpec, code, file_company
 

@@ -10,7 +10,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from api.context import Services, request_context
 from api.schema import CACHE_SIZE, build_schema
 from registry.auth import Client
-from registry.models import Role
+from registry.vocabulary import Role
 
 ELIGIBILITY = """query($c: String!) { eligibility(creditCode: $c, kind: NEW_WELL) {
     decision reasons { code message } company { id name } } }"""

@@ -21,7 +21,7 @@ from strawberry.relay import to_base64
 
 from api.contracts import sdl
 from registry import db
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import FindingSpec, Server, code, file_company
 from tests.conftest import drop_database, new_database

@@ -15,7 +15,7 @@ from api.app import create_app
 from api.schema.approval import MAX_BATCH
 from api.schema.errors import apply_error_policy
 from api.schema.extensions import HEAVY_CODES
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import code, error_codes, file_company
 

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from registry import db
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.conftest import make_token
 from tests.api.support import FindingSpec, GraphQL, Server, code, error_codes, file_company
 

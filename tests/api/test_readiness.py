@@ -4,7 +4,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from registry.auth import Client, new_token, token_hash
-from registry.models import Role
+from registry.vocabulary import Role
 
 
 async def test_not_ready_without_the_schema(empty_db_url):

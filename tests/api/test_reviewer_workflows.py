@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from registry.models import Role
+from registry.vocabulary import Role
 from tests.api.support import NOW, code, error_codes, file_company
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"

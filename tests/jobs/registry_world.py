@@ -237,7 +237,7 @@ def graphql(url: str, query: str, variables: dict, now: datetime, role: str = "r
     from api.context import Services, request_context
     from api.schema import build_schema
     from registry.auth import Client
-    from registry.models import Role
+    from registry.vocabulary import Role
 
     async def run() -> dict:
         services = Services.for_database(url, pool_size=2)

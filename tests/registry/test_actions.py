@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from registry import actions, db, roles
 from registry.auth import Client
-from registry.models import Role
+from registry.vocabulary import Role
 from scoring import periods
 from scoring.rulebook import load_rulebook
 from tests.api.support import code
