@@ -245,7 +245,7 @@ def graphql(url: str, query: str, variables: dict, now: datetime, role: str = "r
             context = request_context(services, Client(1, role, Role(role)), "test", now)
             result = await build_schema().execute(query, variables, context_value=context)
         finally:
-            await registration.close()
+            await services.close()
         assert result.errors is None, result.errors
         return result.data
 
