@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from registry import scoring_run
+from registry import rescoring
 from registry.standing import load_standings
 from scoring.decision import decide
 from scoring.model import ApplicationKind
@@ -57,7 +57,7 @@ def test_a_listing_still_names_a_finding_recorded_again(engine, db_url):
             {"c": filed.company_id, "m": filed.months[-2]},
         )
         conn.execute(sa.text("SELECT set_config('geocredit.actor', 'scoring', true)"))
-        summary = scoring_run.rescore(
+        summary = rescoring.rescore(
             conn, [filed.company_id], rulebook=rulebook, force_snapshot=True
         )
     assert summary.findings_voided >= 1 and summary.findings_added >= 1
