@@ -39,6 +39,7 @@ from api.rest import ROUTES
 from api.schema import build_schema
 from api.schema.errors import apply_error_policy
 from registry import db, heap, migrate
+from registry.lifetime import stop_when_orphaned
 from registry.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -297,8 +298,10 @@ def create_app(
         start_scheduler(scheduler[0])
 
     async def stop() -> None:
+        from jobs.scheduler import stop_scheduler
+
         for s in scheduler:
-            s.shutdown(wait=False)
+            stop_scheduler(s, wait=False)
         await services.close()
 
     return Litestar(
@@ -329,10 +332,10 @@ def create_app(
 
 def create_api_app() -> Litestar:
     """The API alone (`geocredit api`)."""
-    return create_app(on_startup=[heap.freeze_long_lived])
+    return create_app(on_startup=[heap.freeze_long_lived, stop_when_orphaned])
 
 
 def create_serve_app() -> Litestar:
     """API and scheduler in one process (`geocredit serve`); the scheduler's pulls run in
     processes of their own, so that their runtime settings are not the API's."""
-    return create_app(with_scheduler=True, on_startup=[heap.freeze_long_lived])
+    return create_app(with_scheduler=True, on_startup=[heap.freeze_long_lived, stop_when_orphaned])

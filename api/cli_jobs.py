@@ -119,7 +119,7 @@ def score(
 @jobs_app.command()
 def worker() -> None:
     """Run the scheduler alone (no API) until interrupted."""
-    from jobs.scheduler import build_scheduler, start_scheduler
+    from jobs.scheduler import build_scheduler, start_scheduler, stop_scheduler
     from registry import embedded
     from registry.settings import get_settings
 
@@ -138,8 +138,8 @@ def worker() -> None:
     keep = embedded.Watchdog(settings.data_path) if not settings.database_url else nullcontext()
     with keep:
         stop.wait()
-    cli.err.print("stopping: waiting for running jobs")
-    scheduler.shutdown(wait=True)
+    cli.err.print("stopping: waiting for running jobs (a pull stops at once)")
+    stop_scheduler(scheduler, wait=True)
 
 
 @jobs_app.command("jobs")

@@ -31,7 +31,6 @@ import asyncio
 import logging
 import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -47,6 +46,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from jobs.runs import Run, job_lock, recorded_run
 from registry import db, heap
+from registry.lifetime import stop_when_orphaned
 from registry.settings import Settings
 from scoring import periods
 from scoring.rulebook import load_rulebook
@@ -123,7 +123,11 @@ def pull_then_roll_up_and_score(key: str) -> None:
             return
         settings = ctx.settings
         url = db.database_url(settings)
-        outcome = run_in_own_process(pull_window, key, url, settings.platform_url)
+        try:
+            outcome = run_in_own_process(pull_window, key, url, settings.platform_url)
+        except StoppedProcess as exc:
+            log.warning("pull %s stopped before its end: %s", key, exc)
+            return
         if outcome is not None:
             how, why = outcome
             if how == "skipped":
@@ -151,18 +155,49 @@ def pull_window(key: str, url: str, platform_url: str) -> tuple[str, str] | None
     return None
 
 
+_pulls: set[multiprocessing.process.BaseProcess] = set()
+"""Processes running `run_in_own_process` work, for stop_scheduler to end."""
+
+
+class StoppedProcess(RuntimeError):
+    """The process ended without an answer: stopped by stop_scheduler, or killed."""
+
+
 def run_in_own_process(work: Callable[..., T], *args: Any) -> T:
     """`work(*args)` in a fresh process tuned for a pull (registry.heap): its garbage collector
     and GIL settings are not those of the process that schedules it — under `geocredit serve`,
-    the API's."""
+    the API's. It stops when this process is gone, and stop_scheduler ends it."""
     spawn = multiprocessing.get_context("spawn")  # nothing of this process's state is copied
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(_tuned, work, *args).result()
+    answers, answer = spawn.Pipe(duplex=False)
+    process = spawn.Process(target=_tuned, args=(answer, work, *args), name=work.__name__)
+    process.start()
+    answer.close()  # the child holds its copy: EOF here once the child is gone
+    _pulls.add(process)
+    try:
+        ok, value = answers.recv()
+    except EOFError:
+        process.join()
+        raise StoppedProcess(f"{work.__name__} ended (exit code {process.exitcode})") from None
+    finally:
+        _pulls.discard(process)
+        answers.close()
+    process.join()
+    if not ok:
+        raise value
+    return value
 
 
-def _tuned(work: Callable[..., T], *args: Any) -> T:
-    with heap.tuned_for_a_pull():
-        return work(*args)
+def _tuned(answer: Any, work: Callable[..., T], *args: Any) -> None:
+    stop_when_orphaned()
+    try:
+        with heap.tuned_for_a_pull():
+            outcome = (True, work(*args))
+    except Exception as exc:
+        outcome = (False, exc)
+    try:
+        answer.send(outcome)
+    except Exception as exc:  # an answer that does not pickle
+        answer.send((False, RuntimeError(f"{work.__name__}: {outcome[1]!r}: {exc}")))
 
 
 def roll_up(run: Run) -> dict:
@@ -334,3 +369,12 @@ def start_scheduler(scheduler: BackgroundScheduler) -> None:
         if job.id not in defined:
             log.info("removing job %s: no longer defined", job.id)
             job.remove()
+
+
+def stop_scheduler(scheduler: BackgroundScheduler, *, wait: bool) -> None:
+    """Stop firing jobs and end the pulls running in their own processes (a pull stopped midway
+    is safe: the next one resumes from the watermark); with `wait`, wait for the running jobs."""
+    scheduler.pause()
+    for process in list(_pulls):
+        process.terminate()
+    scheduler.shutdown(wait=wait)

@@ -178,3 +178,40 @@ def test_a_database_stopped_on_purpose_stays_stopped_until_started(service):
     assert ready(base) == 503
     assert geocredit("db", "start", env=env).returncode == 0
     wait_for(lambda: ready(base) == 200, RECOVERY_LIMIT_S, "/readyz 200 after db start")
+
+
+def test_a_server_whose_main_process_is_killed_stops_and_leaves_its_port(service):
+    """kill -9 of the main process (the OOM killer, an operator): its worker does not go on
+    alone holding the port, so the service starts again on it."""
+    _, env, _, data_dir = service
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    servers = []
+
+    def start() -> subprocess.Popen:
+        log = (data_dir / f"api-{len(servers)}.log").open("w")
+        servers.append(
+            subprocess.Popen(
+                [*GEOCREDIT, "api", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+            )
+        )
+        log.close()
+        wait_for(lambda: ready(base) == 200, 120, "api ready")
+        return servers[-1]
+
+    try:
+        first = start()
+        first.kill()
+        first.wait()
+        wait_for(lambda: ready(base) is None, 30, "the orphaned worker stopped")
+        second = start()
+        assert second.poll() is None
+    finally:
+        for server in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)  # the server and whatever is left of it

@@ -8,10 +8,12 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from jobs import ingest, runs, scheduler
@@ -214,3 +216,68 @@ def test_a_scheduled_pull_runs_in_a_process_of_its_own():
     assert scheduler.run_in_own_process(os.getpid) != os.getpid()
     assert scheduler.run_in_own_process(sys.getswitchinterval) < before[0]
     assert (sys.getswitchinterval(), gc.get_freeze_count()) == before
+
+
+def sleep_recording_pid(path: str) -> None:
+    """A pull that never ends by itself; its process id in `path`."""
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return (Path(f"/proc/{pid}/stat").read_text().split()[2]) != "Z"  # not a zombie
+
+
+def wait_until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {seconds} s"
+        time.sleep(0.1)
+
+
+def test_stopping_the_scheduler_ends_a_pull_running_in_its_own_process(tmp_path):
+    """Ctrl-C of `geocredit serve` or `worker` while a pull retries a platform that is down:
+    the service stops at once instead of waiting for the pull to give up."""
+    pid_file = tmp_path / "pid"
+    outcome: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            scheduler.run_in_own_process(sleep_recording_pid, str(pid_file))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    sched = BackgroundScheduler()
+    sched.start()
+    runner = threading.Thread(target=job)
+    runner.start()
+    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
+    scheduler.stop_scheduler(sched, wait=True)
+    runner.join(30)
+    assert not runner.is_alive()
+    assert [type(e) for e in outcome] == [scheduler.StoppedProcess]
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_a_pull_whose_scheduler_process_is_killed_stops_too(tmp_path):
+    """kill -9 of the process that scheduled a pull (the OOM killer, an operator): the pull's
+    own process does not go on alone."""
+    pid_file = tmp_path / "pid"
+    code = (
+        "import sys; from jobs import scheduler; from tests.jobs.test_scheduler import "
+        "sleep_recording_pid as s; scheduler.run_in_own_process(s, sys.argv[1])"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file)], cwd=os.getcwd())
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
+        pull = int(pid_file.read_text())
+        parent.kill()
+        parent.wait()
+        wait_until(lambda: not alive(pull), 30, "the orphaned pull stopped")
+    finally:
+        parent.kill()
