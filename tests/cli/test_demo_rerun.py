@@ -2,6 +2,7 @@
 company's grade, score and decision stay what they were (a second run once inspected the
 same companies again). Its projects have names, and `--reset` starts afresh."""
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.api.support import free_port
@@ -18,18 +20,19 @@ GEOCREDIT = [sys.executable, "-m", "api"]
 
 
 def demo(env: dict, *args: str, until: str = "Serving", timeout: float = 600) -> tuple[str, str]:
-    """Run the demo until `until` appears in its output, then stop it with Ctrl-C; (stdout,
-    stderr)."""
+    """Run the demo until `until` appears in its output (and, after "Serving", until it
+    answers), then stop it with Ctrl-C; (stdout, stderr). It must stop within a minute."""
     logs = Path(env["GEOCREDIT_DATA_DIR"]).parent / f"demo-{time.monotonic_ns()}"
     logs.mkdir()
     out, err = logs / "stdout", logs / "stderr"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [*GEOCREDIT, "demo", "--port", str(free_port()), *args],
+            [*GEOCREDIT, "demo", "--port", str(port := free_port()), *args],
             stdout=stdout,
             stderr=stderr,
             env=env,
             cwd="/",
+            start_new_session=True,  # a process group of its own, as in a terminal
         )
     deadline = time.monotonic() + timeout
     try:
@@ -37,13 +40,24 @@ def demo(env: dict, *args: str, until: str = "Serving", timeout: float = 600) ->
             assert proc.poll() is None, err.read_text()
             assert time.monotonic() < deadline, f"no {until!r} within {timeout} s"
             time.sleep(0.5)
+        while until == "Serving" and not answers(f"http://127.0.0.1:{port}/healthz"):
+            assert time.monotonic() < deadline, "the demo does not answer"
+            time.sleep(0.1)
     finally:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to every process of the group
         try:
             proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever did not stop
     return out.read_text(), err.read_text()
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def table(out: str) -> dict[str, tuple[str, str, str]]:
