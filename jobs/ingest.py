@@ -48,7 +48,6 @@ from jobs.platform import (
     PlatformClient,
     PlatformError,
     as_json_row,
-    gc_paused,
     parse_feed_page,
     utc_text,
 )
@@ -542,8 +541,7 @@ async def _pull(
 
     def check(page, position) -> Batch:
         """Checked and encoded while PostgreSQL still stores the page before."""
-        with gc_paused():
-            return splitter.split(page.rows, position).encode()
+        return splitter.split(page.rows, position).encode()
 
     feed = client.walk(
         client.observations_url(None if mark is None else mark[0], page_size),

@@ -7,9 +7,7 @@ until it is absent, and a link already followed stops the walk (a loop) instead 
 """
 
 import asyncio
-import contextlib
 import email.utils
-import gc
 import json
 import random
 import time
@@ -94,19 +92,6 @@ def link_key(url: str) -> tuple:
     parts = urlsplit(url)
     query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     return (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), query)
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """No cyclic GC while building a page's ~10^5 acyclic objects: its passes over the growing
-    young generation cost more than the parsing itself. Reference counting frees them as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def parse_json(body: bytes) -> object:
@@ -282,8 +267,7 @@ class PlatformClient:
                 status = response.status_code
                 if status == 200:
                     try:
-                        with gc_paused():
-                            return parse(response.content)
+                        return parse(response.content)
                     except InvalidBody as exc:
                         cause, problem = "invalid_json", str(exc)
                 elif status in RETRY_STATUS:

@@ -211,11 +211,12 @@ def test_partition_maintenance_creates_the_coming_months(url):
 
 def test_a_scheduled_pull_runs_in_a_process_of_its_own():
     """Under `geocredit serve` the API and the scheduler share a process: the pull's runtime
-    settings (a frozen heap, a short GIL switch interval) stay in the pull's own process."""
-    before = sys.getswitchinterval(), gc.get_freeze_count()
+    settings (a frozen heap, rare young collections, a short GIL switch interval) stay in the pull's own process."""
+    before = sys.getswitchinterval(), gc.get_freeze_count(), gc.get_threshold()
     assert scheduler.run_in_own_process(os.getpid) != os.getpid()
     assert scheduler.run_in_own_process(sys.getswitchinterval) < before[0]
-    assert (sys.getswitchinterval(), gc.get_freeze_count()) == before
+    assert scheduler.run_in_own_process(gc.get_threshold)[0] > before[2][0]
+    assert (sys.getswitchinterval(), gc.get_freeze_count(), gc.get_threshold()) == before
 
 
 def sleep_recording_pid(path: str) -> None:
