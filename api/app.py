@@ -24,7 +24,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types.graphql import OperationType
 
 from api.console import ConsolePlugin, assets, graphiql_page
-from api.context import Context, DatabaseUnavailable, Services, graphql_context
+from api.context import (
+    Context,
+    DatabaseUnavailable,
+    LargeRequestLane,
+    Services,
+    graphql_context,
+    request_context,
+)
 from api.errors import (
     BAD_REQUEST,
     DATABASE_UNAVAILABLE,
@@ -49,6 +56,9 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 request that does not validate (under application/json that is a 200, as clients expect)."""
 MAX_BODY_BYTES = 512 * 1024
 """A 1,000-code `eligibilities` request is about 70 kB."""
+LARGE_BODY_BYTES = 16 * 1024
+"""POST bodies larger than this (batches of more than ~200 codes) run on the large requests'
+lane (api.context.LargeRequestLane), beside the event loop every other request runs on."""
 
 
 def _graphql_error(
@@ -224,20 +234,21 @@ def graphql_controller(production: bool) -> type:
             context = await graphql_context(request)  # 401 before anything else
             media_type = response_media_type(request.accept)
             try:
-                query, variables, name = graphql_params(
-                    await request.body(), request.content_type[0]
+                body = await request.body()
+                query, variables, name = graphql_params(body, request.content_type[0])
+                lane: LargeRequestLane | None = request.app.state.get("lane")
+                if lane is not None and len(body) > LARGE_BODY_BYTES:
+                    context = request_context(lane.services, context.client, context.request_id)
+                execution = self.schema.execute(
+                    query,
+                    variables,
+                    context_value=context,
+                    operation_name=name,
+                    allowed_operation_types=POST_OPERATIONS,
                 )
-                result = await unless_disconnected(
-                    request,
-                    context,
-                    self.schema.execute(
-                        query,
-                        variables,
-                        context_value=context,
-                        operation_name=name,
-                        allowed_operation_types=POST_OPERATIONS,
-                    ),
-                )
+                if context.services is not request.app.state.services:
+                    execution = lane.run(execution)
+                result = await unless_disconnected(request, context, execution)
             except BadRequest as e:
                 problem = str(e)
             except CannotGetOperationTypeError as e:
@@ -290,6 +301,16 @@ def create_app(
     graphql = graphql_controller(production)
 
     scheduler: list[Any] = []
+    state = State(
+        {
+            "services": services,
+            "metrics": services.metrics,
+            "head_revision": migrate.head_revision(url),
+        }
+    )
+
+    async def start_lane() -> None:
+        state.lane = LargeRequestLane(services)
 
     async def start_scheduler() -> None:
         from jobs.scheduler import build_scheduler, start_scheduler
@@ -302,6 +323,8 @@ def create_app(
 
         for s in scheduler:
             stop_scheduler(s, wait=False)
+        if state.get("lane") is not None:
+            await state.lane.close()
         await services.close()
 
     return Litestar(
@@ -314,15 +337,9 @@ def create_app(
         },
         after_exception=[_log_unhandled],
         request_max_body_size=MAX_BODY_BYTES,
-        on_startup=[*on_startup, *([start_scheduler] if with_scheduler else [])],
+        on_startup=[*on_startup, start_lane, *([start_scheduler] if with_scheduler else [])],
         on_shutdown=[stop],
-        state=State(
-            {
-                "services": services,
-                "metrics": services.metrics,
-                "head_revision": migrate.head_revision(url),
-            }
-        ),
+        state=state,
         openapi_config=openapi_config(),
         plugins=[ConsolePlugin(services.rulebook)],
         logging_config=None,

@@ -2,8 +2,10 @@
 fresh DataLoaders (a loader kept per process would serve stale data across callers)."""
 
 import asyncio
+import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,28 +25,30 @@ from scoring.rulebook import Rulebook, load_rulebook
 T = TypeVar("T")
 
 HEAVY_IN_FLIGHT = 1
-"""Heavy requests (large batches) a worker runs at once; more are refused with 503. Completing
-a 1,000-code answer holds the event loop for ~0.1 s of CPU: one at a time keeps what every
-other request waits behind to one of them (bench/eligibility.py measures it)."""
+"""Heavy requests (large batches) a worker runs at once; more are refused with 503: each takes
+~0.1 s of CPU, which the worker's other requests share (bench/eligibility.py measures it)."""
 
 
 class Admission:
     """How many heavy requests a worker runs at once (api.schema.extensions.RequestLimits);
     those beyond are refused, not queued: a queue would keep working for clients that have
-    long given up, while every other request waits behind it."""
+    long given up. Entered from the event loop and the large requests' lane (a thread)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_flight = 0
+        self._lock = threading.Lock()
 
     def enter(self) -> bool:
-        if self.in_flight >= self.limit:
-            return False
-        self.in_flight += 1
-        return True
+        with self._lock:
+            if self.in_flight >= self.limit:
+                return False
+            self.in_flight += 1
+            return True
 
     def leave(self) -> None:
-        self.in_flight -= 1
+        with self._lock:
+            self.in_flight -= 1
 
 
 class TokenCache:
@@ -75,7 +79,8 @@ class TokenCache:
 @dataclass
 class Services:
     """Process-wide: built once by the app factory. One engine, one connection pool: every
-    read and write of the API goes through it."""
+    read and write of the API's event loop goes through it (the large requests' lane has a
+    copy with a small pool of its own, `for_another_loop`)."""
 
     engine: AsyncEngine
     rulebook: Rulebook
@@ -120,6 +125,21 @@ class Services:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    def for_another_loop(self) -> "Services":
+        """The same services with a connection pool of their own, for another event loop (an
+        asyncio pool serves the loop it first ran on)."""
+        return Services(
+            engine=db.make_async_engine(
+                self.database_url, pool_size=2, max_overflow=2, pool_timeout=db.CONNECT_TIMEOUT_S
+            ),
+            rulebook=self.rulebook,
+            metrics=self.metrics,
+            production=self.production,
+            database_url=self.database_url,
+            tokens=self.tokens,
+            admission=self.admission,
+        )
+
     async def authenticate(self, authorization: str | None) -> auth.Client:
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
@@ -133,6 +153,49 @@ class Services:
                 raise Unauthenticated("unknown or revoked API token")
             self.tokens.put(digest, client)
         return client
+
+
+class LargeRequestLane:
+    """An event loop in a thread of its own, with its own services, for large requests.
+
+    Completing a 1,000-code answer is ~0.1 s of CPU without an await: on the server's event
+    loop, every other request would wait behind it. On this lane the two loops share the CPU
+    through the GIL, so a single eligibility answers while a batch runs. While the lane works,
+    the process's GIL switch interval is 1 ms instead of 5: a request on the server's loop
+    waits for the GIL at each of its steps (reading the request, each answer of PostgreSQL,
+    the response), up to the interval each time; when nothing runs here, the default costs
+    less (bench/eligibility.py measures both)."""
+
+    SWITCH_INTERVAL_S = 0.001
+
+    def __init__(self, services: Services) -> None:
+        self.services = services.for_another_loop()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="large-requests", daemon=True
+        )
+        self._thread.start()
+        self._running = 0  # counted on the server's loop
+        self._default_interval = sys.getswitchinterval()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` on the lane; cancelling the caller cancels it there."""
+        if self._running == 0:
+            self._default_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self.SWITCH_INTERVAL_S)
+        self._running += 1
+        try:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                sys.setswitchinterval(self._default_interval)
+
+    async def close(self) -> None:
+        await self.run(self.services.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join)
+        self._loop.close()
 
 
 class Context(BaseContext, kw_only=True):

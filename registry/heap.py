@@ -3,7 +3,9 @@
 They belong to a whole process, so only the entry point that owns the process applies them —
 the API's app factories, `geocredit pull`, the scheduler's pull process, a benchmark — never
 the library code they call. Under `geocredit serve` the scheduler pulls in a process of its
-own (jobs.scheduler.run_in_own_process), so a pull never changes the API's settings."""
+own (jobs.scheduler.run_in_own_process), so a pull never changes the API's settings. The API's
+own large-request lane shortens the switch interval while it works (api.context.LargeRequestLane).
+"""
 
 import contextlib
 import gc
