@@ -1,8 +1,11 @@
-"""/readyz says why the service is not ready: no schema, or a database it cannot reach."""
+"""/readyz says why the service is not ready: no schema, or a database it cannot reach; a
+database that closed the API's connections is reached again at the next read."""
 
+import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.context import Services
 from registry.auth import Client, new_token, token_hash
 from registry.vocabulary import Role
 
@@ -44,3 +47,21 @@ async def test_graphql_answers_503_while_the_database_is_unreachable():
             assert r.status_code == 503, r.text
             assert int(r.headers["retry-after"]) > 0
             assert [e["extensions"]["code"] for e in r.json()["errors"]] == ["DATABASE_UNAVAILABLE"]
+
+
+async def test_a_read_after_the_database_closed_the_pools_connection_is_answered(db_url, engine):
+    """PostgreSQL restarted (or an administrator ended the API's sessions): the pool's idle
+    connection is dead. The next read finds out, and is answered from a new connection."""
+    services = Services.for_database(db_url)
+    try:
+
+        async def backend(conn) -> int:
+            return await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+
+        first = await services.read(backend)
+        assert await services.read(backend) == first  # the pool keeps its connection
+        with engine.connect() as admin:
+            assert admin.scalar(sa.text("SELECT pg_terminate_backend(:p)"), {"p": first})
+        assert await services.read(backend) != first
+    finally:
+        await services.close()
