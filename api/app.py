@@ -237,7 +237,8 @@ def graphql_controller(production: bool) -> type:
                 body = await request.body()
                 query, variables, name = graphql_params(body, request.content_type[0])
                 lane: LargeRequestLane | None = request.app.state.get("lane")
-                if lane is not None and len(body) > LARGE_BODY_BYTES:
+                large = lane is not None and len(body) > LARGE_BODY_BYTES
+                if large:
                     context = request_context(lane.services, context.client, context.request_id)
                 execution = self.schema.execute(
                     query,
@@ -246,9 +247,9 @@ def graphql_controller(production: bool) -> type:
                     operation_name=name,
                     allowed_operation_types=POST_OPERATIONS,
                 )
-                if context.services is not request.app.state.services:
-                    execution = lane.run(execution)
-                result = await unless_disconnected(request, context, execution)
+                result = await unless_disconnected(
+                    request, context, lane.run(execution) if large else execution
+                )
             except BadRequest as e:
                 problem = str(e)
             except CannotGetOperationTypeError as e:
