@@ -96,6 +96,12 @@ class Services:
     def for_database(cls, url: str, *, production: bool = False, **engine_kw: Any) -> "Services":
         # A request waits for a pooled connection as long as for a new one, then fails (503).
         engine_kw.setdefault("pool_timeout", db.CONNECT_TIMEOUT_S)
+        # Up to 30 connections, each kept once opened. SQLAlchemy closes a connection beyond
+        # pool_size when it is returned: with 10 of 30 kept, 16 requests in flight opened one
+        # almost each time (bench/eligibility, 16 connections: 480 rps, p99 55–63 ms; all
+        # kept: 717–733 rps, p99 35 ms).
+        engine_kw.setdefault("pool_size", 30)
+        engine_kw.setdefault("max_overflow", 0)
         return cls(
             engine=db.make_async_engine(url, **engine_kw),
             rulebook=load_rulebook(),
@@ -130,7 +136,7 @@ class Services:
         asyncio pool serves the loop it first ran on)."""
         return Services(
             engine=db.make_async_engine(
-                self.database_url, pool_size=2, max_overflow=2, pool_timeout=db.CONNECT_TIMEOUT_S
+                self.database_url, pool_size=4, max_overflow=0, pool_timeout=db.CONNECT_TIMEOUT_S
             ),
             rulebook=self.rulebook,
             metrics=self.metrics,
