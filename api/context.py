@@ -76,6 +76,18 @@ class TokenCache:
         self._entries[digest] = (time.monotonic() + keep, client)
 
 
+def _api_engine(url: str, **kw: Any) -> AsyncEngine:
+    """The API's pool: `pool_size` connections (30 unless given), each kept once opened, and a
+    request waits for one as long as for a new connection, then fails (503). SQLAlchemy closes a
+    connection beyond pool_size when it is returned: with 10 of 30 kept, 16 requests in flight
+    opened one almost each time (bench/eligibility, 16 connections: 480 rps, p99 55–63 ms; all
+    kept: 717–733 rps, p99 35 ms)."""
+    kw.setdefault("pool_size", 30)
+    kw.setdefault("max_overflow", 0)
+    kw.setdefault("pool_timeout", db.CONNECT_TIMEOUT_S)
+    return db.make_async_engine(url, **kw)
+
+
 @dataclass
 class Services:
     """Process-wide: built once by the app factory. One engine, one connection pool: every
@@ -94,16 +106,8 @@ class Services:
 
     @classmethod
     def for_database(cls, url: str, *, production: bool = False, **engine_kw: Any) -> "Services":
-        # A request waits for a pooled connection as long as for a new one, then fails (503).
-        engine_kw.setdefault("pool_timeout", db.CONNECT_TIMEOUT_S)
-        # Up to 30 connections, each kept once opened. SQLAlchemy closes a connection beyond
-        # pool_size when it is returned: with 10 of 30 kept, 16 requests in flight opened one
-        # almost each time (bench/eligibility, 16 connections: 480 rps, p99 55–63 ms; all
-        # kept: 717–733 rps, p99 35 ms).
-        engine_kw.setdefault("pool_size", 30)
-        engine_kw.setdefault("max_overflow", 0)
         return cls(
-            engine=db.make_async_engine(url, **engine_kw),
+            engine=_api_engine(url, **engine_kw),
             rulebook=load_rulebook(),
             metrics=Metrics(),
             production=production,
@@ -135,9 +139,7 @@ class Services:
         """The same services with a connection pool of their own, for another event loop (an
         asyncio pool serves the loop it first ran on)."""
         return Services(
-            engine=db.make_async_engine(
-                self.database_url, pool_size=4, max_overflow=0, pool_timeout=db.CONNECT_TIMEOUT_S
-            ),
+            engine=_api_engine(self.database_url, pool_size=4),
             rulebook=self.rulebook,
             metrics=self.metrics,
             production=self.production,
