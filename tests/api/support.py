@@ -39,6 +39,15 @@ def code(n: int) -> str:
     return first17 + check_char(first17)
 
 
+def wait_for(predicate, seconds: float, what: str) -> float:
+    """Poll `predicate` until it holds; the seconds it took. Fails after `seconds`."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < seconds, f"{what} not within {seconds} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from registry import db
-from tests.api.support import free_port
+from tests.api.support import free_port, wait_for
 
 GEOCREDIT = [sys.executable, "-m", "api"]
 CODE = "91350100M000100Y43"
@@ -37,14 +37,6 @@ def ready(base: str) -> int | None:
         return httpx.get(f"{base}/readyz", timeout=10).status_code
     except httpx.HTTPError:
         return None
-
-
-def wait_for(predicate, seconds: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < seconds, f"{what} not within {seconds} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from jobs import ingest, runs, scheduler
 from registry import db
 from registry.settings import Settings
+from tests.api.support import wait_for
 from tests.conftest import drop_database, new_database
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -234,13 +235,6 @@ def alive(pid: int) -> bool:
     return (Path(f"/proc/{pid}/stat").read_text().split()[2]) != "Z"  # not a zombie
 
 
-def wait_until(predicate, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not within {seconds} s"
-        time.sleep(0.1)
-
-
 def test_stopping_the_scheduler_ends_a_pull_running_in_its_own_process(tmp_path):
     """Ctrl-C of `geocredit serve` or `worker` while a pull retries a platform that is down:
     the service stops at once instead of waiting for the pull to give up."""
@@ -257,7 +251,7 @@ def test_stopping_the_scheduler_ends_a_pull_running_in_its_own_process(tmp_path)
     sched.start()
     runner = threading.Thread(target=job)
     runner.start()
-    wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
     scheduler.stop_scheduler(sched, wait=True)
     runner.join(30)
     assert not runner.is_alive()
@@ -275,10 +269,10 @@ def test_a_pull_whose_scheduler_process_is_killed_stops_too(tmp_path):
     )
     parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file)], cwd=os.getcwd())
     try:
-        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the pull started")
         pull = int(pid_file.read_text())
         parent.kill()
         parent.wait()
-        wait_until(lambda: not alive(pull), 30, "the orphaned pull stopped")
+        wait_for(lambda: not alive(pull), 30, "the orphaned pull stopped")
     finally:
         parent.kill()
